@@ -1,0 +1,149 @@
+// strata: the command-line tool.
+//   strata features --model resnet18 [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors] [--threads N]
+//   strata layers   --model resnet18 [--size 224] [--all]
+// Any bad input or usage exits 2 with one line "error: ..." on stderr; outputs are written
+// atomically, so a failed run leaves no partial file.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "strata.h"
+
+namespace {
+
+const char* kDefaultLayers = "layer1:feat1,layer3:feat2";
+
+std::string one_line(std::string s) {
+    for (char& c : s)
+        if (c == '\n' || c == '\r') c = ' ';
+    return s;
+}
+
+// "layer1:feat1,layer3:feat2" -> {{"layer1","feat1"},{"layer3","feat2"}}; "layer1" alone keeps
+// its own name. Duplicates are left for the getter to report.
+strata::ReturnLayers parse_layers(const std::string& spec) {
+    strata::ReturnLayers out;
+    STRATA_CHECK(!spec.empty(), "--layers is empty; expected e.g. ", kDefaultLayers);
+    std::stringstream ss(spec);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        STRATA_CHECK(!item.empty(), "--layers '", spec, "' has an empty entry");
+        const size_t colon = item.find(':');
+        std::string layer = item.substr(0, colon);
+        std::string name = colon == std::string::npos ? layer : item.substr(colon + 1);
+        STRATA_CHECK(!layer.empty(), "--layers entry '", item, "' has no layer name before ':'");
+        STRATA_CHECK(!name.empty(), "--layers entry '", item, "' has no new name after ':'");
+        STRATA_CHECK(name.find(':') == std::string::npos, "--layers entry '", item,
+                     "' has more than one ':'");
+        out.emplace_back(layer, name);
+    }
+    STRATA_CHECK(spec.back() != ',', "--layers '", spec, "' ends with ','");
+    return out;
+}
+
+std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& weights) {
+    auto model = strata::models::create(name);
+    if (weights.empty()) {
+        std::cerr << "note: no --weights given: " << name
+                  << " has untrained weights (torchvision-style initialisation, seed 0)\n";
+    } else {
+        model->load_state_dict(strata::load(weights));
+    }
+    return model;
+}
+
+// A seeded uniform [0, 1) input of shape [1, 3, 224, 224].
+strata::Tensor default_input() {
+    strata::Tensor x = strata::Tensor::empty({1, 3, 224, 224});
+    const strata::DetStream stream(0, "input");
+    float* p = x.data<float>();
+    for (int64_t i = 0; i < x.numel(); ++i) p[i] = stream.uniform(static_cast<uint64_t>(i), 0.0, 1.0);
+    return x;
+}
+
+std::string python_list(const strata::OrderedDict<strata::Tensor>& out) {
+    std::string s = "[";
+    for (size_t i = 0; i < out.size(); ++i)
+        s += (i ? ", " : "") + std::string("('") + out[i].first + "', " + strata::shape_str(out[i].second.shape()) + ")";
+    return s + "]";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"strata: CNN feature extraction (torchvision's IntermediateLayerGetter) in C++"};
+    app.require_subcommand(1);
+
+    std::string model_name = "resnet18", weights, input, layers = kDefaultLayers, out_path;
+    int threads = 0;
+    int64_t size = 224;
+    bool all = false;
+
+    auto* features = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
+    features->add_option("--model", model_name, "model name (resnet18, resnet34, resnet50, ...)");
+    features->add_option("--weights", weights, "weight file (.safetensors)");
+    features->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
+    features->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
+    features->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
+    features->add_option("--threads", threads, "CPU threads (default: all)")->check(CLI::PositiveNumber);
+
+    auto* layers_cmd = app.add_subcommand("layers", "list the model's children and their output shapes");
+    layers_cmd->add_option("--model", model_name, "model name");
+    layers_cmd->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
+    layers_cmd->add_flag("--all", all, "list every module path, not only direct children");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "error: " << one_line(e.what()) << "\n";
+        return 2;
+    }
+
+    try {
+        strata::RunOptions options;
+        options.num_threads = threads;
+        if (*features) {
+            const strata::ReturnLayers return_layers = parse_layers(layers);
+            auto model = make_model(model_name, weights);
+            const strata::IntermediateLayerGetter getter(*model, return_layers);
+            const strata::Tensor x = input.empty() ? default_input() : strata::load_npy(input);
+            STRATA_CHECK(x.dim() == 4, (input.empty() ? "input" : input), ": expected an NCHW array, got shape ",
+                         strata::shape_str(x.shape()));
+            const auto out = getter(x, options);
+            if (!out_path.empty()) {
+                strata::StateDict state;
+                for (const auto& [name, t] : out) state.insert(name, t);
+                strata::save(state, out_path, {{"model", model_name}, {"layers", layers}});
+            }
+            std::cout << python_list(out) << "\n";
+        } else if (*layers_cmd) {
+            auto model = strata::models::create(model_name);
+            if (all) {
+                for (const auto& [path, m] : model->named_modules())
+                    if (!path.empty())
+                        std::cout << path << "  " << m->type_name()
+                                  << (m->extra_repr().empty() ? "" : "(" + m->extra_repr() + ")") << "\n";
+            } else {
+                strata::ReturnLayers every;
+                for (const auto& item : model->named_children()) every.emplace_back(item.first, item.first);
+                const strata::IntermediateLayerGetter getter(*model, every);
+                const auto out = getter(strata::Tensor::zeros({1, 3, size, size}), options);
+                for (const auto& [name, t] : out)
+                    std::cout << name << "  " << model->child(name)->type_name() << "  "
+                              << strata::shape_str(t.shape()) << "\n";
+            }
+        }
+    } catch (const std::bad_alloc&) {
+        std::cerr << "error: out of memory\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "error: " << one_line(e.what()) << "\n";
+        return 2;
+    }
+    return 0;
+}

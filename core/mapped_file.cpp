@@ -1,0 +1,69 @@
+#include "mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "error.h"
+
+namespace strata {
+
+std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) STRATA_FAIL(path, ": cannot open (", std::strerror(errno), ")");
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        const int err = errno;
+        ::close(fd);
+        STRATA_FAIL(path, ": cannot stat (", std::strerror(err), ")");
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        STRATA_FAIL(path, ": not a regular file", S_ISDIR(st.st_mode) ? " (it is a directory)" : "");
+    }
+    std::shared_ptr<MappedFile> f(new MappedFile());
+    f->path_ = path;
+    f->size_ = static_cast<size_t>(st.st_size);
+    if (f->size_ > 0) {
+        void* p = ::mmap(nullptr, f->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            const int err = errno;
+            ::close(fd);
+            STRATA_FAIL(path, ": cannot map (", std::strerror(err), ")");
+        }
+        f->data_ = static_cast<const unsigned char*>(p);
+    }
+    ::close(fd);
+    return f;
+}
+
+MappedFile::~MappedFile() {
+    if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+}
+
+void write_file_atomically(const std::string& path, const std::string& bytes) {
+    const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        if (!out) STRATA_FAIL(path, ": cannot write (", std::strerror(errno), ")");
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        out.flush();
+        if (!out) {
+            std::remove(tmp.c_str());
+            STRATA_FAIL(path, ": write failed");
+        }
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        const int err = errno;
+        std::remove(tmp.c_str());
+        STRATA_FAIL(path, ": cannot write (", std::strerror(err), ")");
+    }
+}
+
+}  // namespace strata

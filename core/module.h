@@ -1,0 +1,102 @@
+// Module: a node of the model tree, as in torch.nn. Children are named and ordered (insertion
+// order is forward order); parameters and buffers are named tensors. state_dict() keys are the
+// dotted paths PyTorch uses, so torchvision's files load one-to-one.
+//
+// forward() is const: after loading, a module is read-only and may be called from many threads
+// at once. Everything a call needs (scratch memory, threads) is created per call.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ordered_dict.h"
+#include "run_options.h"
+#include "tensor.h"
+
+namespace strata {
+
+using StateDict = OrderedDict<Tensor>;
+
+class Module {
+public:
+    virtual ~Module() = default;
+    Module() = default;
+    Module(const Module&) = delete;
+    Module& operator=(const Module&) = delete;
+
+    // "Conv2d", "BasicBlock", ... as torch prints them.
+    virtual std::string type_name() const = 0;
+    // The constructor arguments, as in torch's repr: "3, 64, kernel_size=(7, 7), ...".
+    virtual std::string extra_repr() const { return ""; }
+    virtual Tensor forward(const Tensor& x, const RunOptions& options = {}) const;
+
+    Tensor operator()(const Tensor& x, const RunOptions& options = {}) const {
+        return forward(x, options);
+    }
+
+    // What a model does to a child's input outside child modules (ResNet's flatten before fc).
+    // Returns nullptr when the child takes the previous child's output unchanged. The getter
+    // copies these so that a truncated model computes what the full model computes.
+    using InputAdapter = std::function<Tensor(const Tensor&)>;
+    virtual InputAdapter child_input_adapter(const std::string& child_name) const;
+
+    template <typename M>
+    std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+        add_child(name, module);
+        return module;
+    }
+    Tensor register_parameter(const std::string& name, Tensor tensor);
+    Tensor register_buffer(const std::string& name, Tensor tensor);
+
+    const OrderedDict<std::shared_ptr<Module>>& named_children() const { return children_; }
+    std::shared_ptr<Module> child(const std::string& name) const;
+    // Every module below and including this one, with dotted paths; this one is "".
+    std::vector<std::pair<std::string, std::shared_ptr<const Module>>> named_modules() const;
+    std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+    std::vector<std::pair<std::string, Tensor>> named_buffers() const;
+    int64_t num_parameters() const;
+
+    // Parameters then buffers of each module, depth first, as torch orders them.
+    StateDict state_dict() const;
+    // Copies matching tensors in (converting float16/bfloat16 to float32). With strict, any
+    // missing key, unexpected key or shape mismatch fails, all of them listed in one Error;
+    // without strict, only shape mismatches fail. Nothing is changed when it fails.
+    void load_state_dict(const StateDict& state, bool strict = true);
+
+    // A multi-line description in torch's print(model) format.
+    std::string repr() const;
+
+protected:
+    // Runs a child's forward so that its errors carry its path ("layer2" + ".0.conv1: ...").
+    Tensor run_child(const std::string& name, const Module& child, const Tensor& x,
+                     const RunOptions& options) const;
+    void add_child(const std::string& name, std::shared_ptr<Module> module);
+
+private:
+    void collect_state(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out,
+                       bool parameters, bool buffers) const;
+    OrderedDict<std::shared_ptr<Module>> children_;
+    OrderedDict<Tensor> parameters_;
+    OrderedDict<Tensor> buffers_;
+};
+
+// Runs its children in order, each on the previous one's output. Children are named "0", "1", ...
+class Sequential : public Module {
+public:
+    Sequential() = default;
+    explicit Sequential(std::vector<std::shared_ptr<Module>> modules);
+    void push_back(std::shared_ptr<Module> module);
+    std::string type_name() const override { return "Sequential"; }
+    Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+};
+
+// Holds named children; it has no forward of its own.
+class ModuleDict : public Module {
+public:
+    std::string type_name() const override { return "ModuleDict"; }
+    void insert(const std::string& name, std::shared_ptr<Module> module) { add_child(name, module); }
+};
+
+}  // namespace strata

@@ -1,0 +1,26 @@
+// safetensors: 8-byte little-endian header length N, N bytes of JSON
+//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {"key": "value"}}
+// then the raw little-endian data; offsets are relative to the end of the header.
+// Reading validates everything before touching data and borrows aligned tensors from the
+// caller's buffer (an mmap) without copying. F32, F16, BF16 and I64 are supported.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "module.h"
+
+namespace strata {
+
+using Metadata = std::map<std::string, std::string>;
+
+// `name` is used in error messages (the file path). `keep_alive` owns `data`.
+StateDict read_safetensors(const unsigned char* data, size_t size,
+                           std::shared_ptr<const void> keep_alive, const std::string& name,
+                           Metadata* metadata = nullptr);
+
+// The bytes of a safetensors file holding `state` (tensors in state order, header padded to 8).
+std::string safetensors_bytes(const StateDict& state, const Metadata& metadata = {});
+
+}  // namespace strata

@@ -1,0 +1,124 @@
+// Tensor: a typed, shaped, strided view of reference-counted Storage.
+// Compute is float32; float16, bfloat16 and int64 exist so weight files load without loss.
+// Views share storage and never own more than a reference; a deep copy is the explicit clone().
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "error.h"
+
+namespace strata {
+
+enum class DType : uint8_t { Float32, Float16, BFloat16, Int64 };
+enum class Device : uint8_t { CPU, CUDA };
+
+size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype);   // "float32", "float16", "bfloat16", "int64"
+const char* device_name(Device device); // "cpu", "cuda"
+
+using Shape = std::vector<int64_t>;
+
+// "[1, 64, 56, 56]", the way Python prints a list.
+std::string shape_str(const Shape& shape);
+// Element count; throws Error on a negative extent or on overflow of int64.
+int64_t shape_numel(const Shape& shape);
+// Row-major (C-order) strides in elements.
+Shape contiguous_strides(const Shape& shape);
+
+// A block of bytes. Either allocated by strata (64-byte aligned, freed on destruction) or
+// borrowed: caller memory or an mmap'ed file, kept alive by `keep_alive` if one is given.
+class Storage {
+public:
+    static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::CPU);
+    static std::shared_ptr<Storage> borrow(void* data, size_t nbytes,
+                                           std::shared_ptr<const void> keep_alive = nullptr);
+    ~Storage();
+    Storage(const Storage&) = delete;
+    Storage& operator=(const Storage&) = delete;
+
+    void* data() const { return data_; }
+    size_t nbytes() const { return nbytes_; }
+    Device device() const { return device_; }
+    bool owns_memory() const { return owned_; }
+
+private:
+    Storage() = default;
+    void* data_ = nullptr;
+    size_t nbytes_ = 0;
+    Device device_ = Device::CPU;
+    bool owned_ = false;
+    std::shared_ptr<const void> keep_alive_;
+};
+
+class Tensor {
+public:
+    Tensor() = default;  // undefined tensor (defined() == false), e.g. a missing bias
+    Tensor(std::shared_ptr<Storage> storage, size_t byte_offset, Shape shape, Shape strides,
+           DType dtype);
+
+    static Tensor empty(const Shape& shape, DType dtype = DType::Float32);
+    static Tensor zeros(const Shape& shape, DType dtype = DType::Float32);
+    static Tensor full(const Shape& shape, float value);
+    // Wraps caller memory without copying; the caller keeps it alive while the tensor is used.
+    static Tensor from_blob(void* data, const Shape& shape, DType dtype = DType::Float32);
+
+    bool defined() const { return storage_ != nullptr; }
+    const Shape& shape() const { return shape_; }
+    const Shape& strides() const { return strides_; }
+    int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
+    int64_t size(int64_t d) const;  // negative d counts from the end, as in PyTorch
+    int64_t numel() const { return numel_; }
+    DType dtype() const { return dtype_; }
+    Device device() const { return storage_ ? storage_->device() : Device::CPU; }
+    size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
+    bool is_contiguous() const;
+    const std::shared_ptr<Storage>& storage() const { return storage_; }
+    size_t byte_offset() const { return byte_offset_; }
+
+    void* raw_data() const;
+    template <typename T> T* data() const;  // checks that T matches dtype()
+
+    Tensor clone() const;                 // deep copy, contiguous, owning
+    Tensor contiguous() const;            // *this if already contiguous, else clone()
+    Tensor to(DType dtype) const;         // converted copy (or *this if same dtype)
+    Tensor view(const Shape& shape) const;  // same storage; needs a contiguous tensor
+    // Copies `src` (same shape, any loadable dtype, any strides) into this tensor's memory.
+    void copy_from(const Tensor& src);
+    // One element as double, by multi-index; for tests, printing and small tools.
+    double item_at(const std::vector<int64_t>& index) const;
+
+private:
+    std::shared_ptr<Storage> storage_;
+    size_t byte_offset_ = 0;
+    Shape shape_;
+    Shape strides_;
+    int64_t numel_ = 0;
+    DType dtype_ = DType::Float32;
+};
+
+template <typename T> struct dtype_of;
+template <> struct dtype_of<float> { static constexpr DType value = DType::Float32; };
+template <> struct dtype_of<int64_t> { static constexpr DType value = DType::Int64; };
+template <> struct dtype_of<uint16_t> { static constexpr DType value = DType::Float16; };
+
+template <typename T> T* Tensor::data() const {
+    STRATA_CHECK(defined(), "data() on an undefined tensor");
+    // uint16_t is accepted for both 16-bit float types.
+    const bool ok = dtype_ == dtype_of<T>::value ||
+                    (dtype_of<T>::value == DType::Float16 && dtype_ == DType::BFloat16);
+    STRATA_CHECK(ok, "data<", dtype_name(dtype_of<T>::value), ">() on a ", dtype_name(dtype_),
+                 " tensor");
+    return static_cast<T*>(raw_data());
+}
+
+// IEEE half and bfloat16 <-> float32, round-to-nearest-even on the way down.
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);
+float bfloat16_to_float(uint16_t b);
+uint16_t float_to_bfloat16(float f);
+
+}  // namespace strata

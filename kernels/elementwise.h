@@ -1,0 +1,17 @@
+// Elementwise kernels over n contiguous float32 values: relu (max(x, 0), NaN kept as torch does)
+// and add (a + b, optionally followed by relu: the residual join of a ResNet block).
+#pragma once
+#include <cstdint>
+
+namespace strata {
+
+namespace reference {
+void relu(const float* x, float* y, int64_t n);
+void add(const float* a, const float* b, float* y, int64_t n, bool relu_after);
+}
+namespace cpu {
+void relu(const float* x, float* y, int64_t n, int threads);
+void add(const float* a, const float* b, float* y, int64_t n, bool relu_after, int threads);
+}
+
+}  // namespace strata

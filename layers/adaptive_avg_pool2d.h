@@ -1,0 +1,19 @@
+// AdaptiveAvgPool2d with torch.nn.AdaptiveAvgPool2d's output_size.
+#pragma once
+#include "../core/module.h"
+#include "common.h"
+
+namespace strata {
+
+class AdaptiveAvgPool2d : public Module {
+public:
+    explicit AdaptiveAvgPool2d(Size2 output_size);
+    std::string type_name() const override { return "AdaptiveAvgPool2d"; }
+    std::string extra_repr() const override;
+    Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+
+private:
+    Size2 output_size_;
+};
+
+}  // namespace strata

@@ -1,0 +1,53 @@
+#include "batch_norm2d.h"
+
+#include <sstream>
+
+#include "../kernels/batch_norm.h"
+#include "common.h"
+
+namespace strata {
+
+BatchNorm2d::BatchNorm2d(int64_t num_features, double eps, double momentum, bool affine,
+                         bool track_running_stats)
+    : num_features_(num_features), eps_(eps), momentum_(momentum) {
+    STRATA_CHECK(num_features > 0, "BatchNorm2d: num_features must be positive, got ", num_features);
+    STRATA_CHECK(eps > 0, "BatchNorm2d: eps must be positive, got ", eps);
+    STRATA_CHECK(affine && track_running_stats,
+                 "BatchNorm2d: strata runs inference only; it needs affine=true and "
+                 "track_running_stats=true");
+    weight_ = register_parameter("weight", Tensor::full({num_features}, 1.0f));
+    bias_ = register_parameter("bias", Tensor::zeros({num_features}));
+    running_mean_ = register_buffer("running_mean", Tensor::zeros({num_features}));
+    running_var_ = register_buffer("running_var", Tensor::full({num_features}, 1.0f));
+    register_buffer("num_batches_tracked", Tensor::zeros({}, DType::Int64));
+}
+
+std::string BatchNorm2d::extra_repr() const {
+    std::ostringstream os;
+    os << num_features_ << ", eps=" << eps_ << ", momentum=" << momentum_
+       << ", affine=True, track_running_stats=True";
+    return os.str();
+}
+
+Tensor BatchNorm2d::forward(const Tensor& input, const RunOptions& options) const {
+    const Tensor x = expect_nchw(input, "BatchNorm2d");
+    STRATA_CHECK(x.size(1) == num_features_, "expected ", num_features_, " channels, got ",
+                 x.size(1), " (input shape ", shape_str(x.shape()), ")");
+    const BatchNormParams p{x.size(0), x.size(1), x.size(2) * x.size(3), eps_};
+    Tensor y = Tensor::empty(x.shape());
+    switch (options.backend) {
+        case Backend::Reference:
+            reference::batch_norm(p, x.data<float>(), weight_.data<float>(), bias_.data<float>(),
+                                  running_mean_.data<float>(), running_var_.data<float>(),
+                                  y.data<float>());
+            break;
+        case Backend::Cpu:
+            cpu::batch_norm(p, x.data<float>(), weight_.data<float>(), bias_.data<float>(),
+                            running_mean_.data<float>(), running_var_.data<float>(),
+                            y.data<float>(), options.threads());
+            break;
+    }
+    return y;
+}
+
+}  // namespace strata

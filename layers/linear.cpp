@@ -1,0 +1,44 @@
+#include "linear.h"
+
+#include "../kernels/linear.h"
+
+namespace strata {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
+    : in_features_(in_features), out_features_(out_features) {
+    STRATA_CHECK(in_features > 0 && out_features > 0, "Linear: features must be positive, got ",
+                 in_features, " and ", out_features);
+    weight_ = register_parameter("weight", Tensor::zeros({out_features, in_features}));
+    if (bias) bias_ = register_parameter("bias", Tensor::zeros({out_features}));
+}
+
+std::string Linear::extra_repr() const {
+    return "in_features=" + std::to_string(in_features_) + ", out_features=" +
+           std::to_string(out_features_) + ", bias=" + (bias_.defined() ? "True" : "False");
+}
+
+Tensor Linear::forward(const Tensor& input, const RunOptions& options) const {
+    STRATA_CHECK(input.defined() && input.dtype() == DType::Float32 && input.dim() >= 1,
+                 "Linear expects a float32 tensor of shape [..., ", in_features_, "]");
+    STRATA_CHECK(input.size(-1) == in_features_, "expected input of shape [..., ", in_features_,
+                 "], got ", shape_str(input.shape()),
+                 input.dim() == 4 ? " (a 4-D input needs a flatten first)" : "");
+    const Tensor x = input.contiguous();
+    Shape out_shape = x.shape();
+    out_shape.back() = out_features_;
+    Tensor y = Tensor::empty(out_shape);
+    const LinearParams p{x.numel() / in_features_, in_features_, out_features_};
+    const float* b = bias_.defined() ? bias_.data<float>() : nullptr;
+    switch (options.backend) {
+        case Backend::Reference:
+            reference::linear(p, x.data<float>(), weight_.data<float>(), b, y.data<float>());
+            break;
+        case Backend::Cpu:
+            cpu::linear(p, x.data<float>(), weight_.data<float>(), b, y.data<float>(),
+                        options.threads());
+            break;
+    }
+    return y;
+}
+
+}  // namespace strata

@@ -1,0 +1,22 @@
+// MaxPool2d with torch.nn.MaxPool2d's arguments (stride defaults to kernel_size).
+#pragma once
+#include "../core/module.h"
+#include "common.h"
+
+namespace strata {
+
+class MaxPool2d : public Module {
+public:
+    // stride 0 means "same as kernel_size", torch's stride=None.
+    explicit MaxPool2d(Size2 kernel_size, Size2 stride = 0, Size2 padding = 0, Size2 dilation = 1,
+                       bool ceil_mode = false);
+    std::string type_name() const override { return "MaxPool2d"; }
+    std::string extra_repr() const override;
+    Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+
+private:
+    Size2 kernel_size_, stride_, padding_, dilation_;
+    bool ceil_mode_;
+};
+
+}  // namespace strata

@@ -1,0 +1,25 @@
+// ReLU. `inplace` is accepted for torch compatibility and has no effect: strata never writes
+// into its input, so an output returned by the getter is never overwritten by a later ReLU
+// (torchvision's inplace ReLU does overwrite bn1's output; see shared GETTER.md item 7).
+#pragma once
+#include "../core/module.h"
+
+namespace strata {
+
+class ReLU : public Module {
+public:
+    explicit ReLU(bool inplace = false) : inplace_(inplace) {}
+    std::string type_name() const override { return "ReLU"; }
+    std::string extra_repr() const override { return inplace_ ? "inplace=True" : ""; }
+    Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+
+private:
+    bool inplace_;
+};
+
+}  // namespace strata
+
+namespace strata {
+// relu(a + b): the join at the end of a residual block. Shapes must be equal (no broadcasting).
+Tensor add_relu(const Tensor& a, const Tensor& b, const RunOptions& options);
+}  // namespace strata

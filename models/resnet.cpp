@@ -1,0 +1,145 @@
+// ResNet as torchvision builds it (torchvision/models/resnet.py), module for module.
+#include "resnet.h"
+
+#include "../core/random.h"
+#include "../layers/adaptive_avg_pool2d.h"
+#include "../layers/flatten.h"
+#include "../layers/linear.h"
+#include "../layers/max_pool2d.h"
+#include "../layers/relu.h"
+
+namespace strata {
+namespace models {
+
+BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride,
+                       std::shared_ptr<Module> downsample) {
+    conv1_ = register_module("conv1", std::make_shared<Conv2d>(inplanes, planes, 3, stride, 1, 1, 1, false));
+    bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
+    relu_ = register_module("relu", std::make_shared<ReLU>(true));
+    conv2_ = register_module("conv2", std::make_shared<Conv2d>(planes, planes, 3, 1, 1, 1, 1, false));
+    bn2_ = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
+    if (downsample) downsample_ = register_module("downsample", std::move(downsample));
+}
+
+Tensor BasicBlock::forward(const Tensor& x, const RunOptions& o) const {
+    Tensor out = run_child("conv1", *conv1_, x, o);
+    out = run_child("bn1", *bn1_, out, o);
+    out = run_child("relu", *relu_, out, o);
+    out = run_child("conv2", *conv2_, out, o);
+    out = run_child("bn2", *bn2_, out, o);
+    const Tensor identity = downsample_ ? run_child("downsample", *downsample_, x, o) : x;
+    return add_relu(out, identity, o);
+}
+
+Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride,
+                       std::shared_ptr<Module> downsample) {
+    conv1_ = register_module("conv1", std::make_shared<Conv2d>(inplanes, planes, 1, 1, 0, 1, 1, false));
+    bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
+    conv2_ = register_module("conv2", std::make_shared<Conv2d>(planes, planes, 3, stride, 1, 1, 1, false));
+    bn2_ = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
+    conv3_ = register_module("conv3", std::make_shared<Conv2d>(planes, planes * expansion, 1, 1, 0, 1, 1, false));
+    bn3_ = register_module("bn3", std::make_shared<BatchNorm2d>(planes * expansion));
+    relu_ = register_module("relu", std::make_shared<ReLU>(true));
+    if (downsample) downsample_ = register_module("downsample", std::move(downsample));
+}
+
+Tensor Bottleneck::forward(const Tensor& x, const RunOptions& o) const {
+    Tensor out = run_child("conv1", *conv1_, x, o);
+    out = run_child("bn1", *bn1_, out, o);
+    out = run_child("relu", *relu_, out, o);
+    out = run_child("conv2", *conv2_, out, o);
+    out = run_child("bn2", *bn2_, out, o);
+    out = run_child("relu", *relu_, out, o);
+    out = run_child("conv3", *conv3_, out, o);
+    out = run_child("bn3", *bn3_, out, o);
+    const Tensor identity = downsample_ ? run_child("downsample", *downsample_, x, o) : x;
+    return add_relu(out, identity, o);
+}
+
+namespace {
+
+// torchvision's ResNet._make_layer: the first block may change stride and width.
+std::shared_ptr<Sequential> make_layer(BlockKind kind, int64_t& inplanes, int64_t planes,
+                                       int64_t blocks, int64_t stride) {
+    const int64_t expansion = kind == BlockKind::Basic ? BasicBlock::expansion : Bottleneck::expansion;
+    std::shared_ptr<Module> downsample;
+    if (stride != 1 || inplanes != planes * expansion) {
+        downsample = std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+            std::make_shared<Conv2d>(inplanes, planes * expansion, 1, stride, 0, 1, 1, false),
+            std::make_shared<BatchNorm2d>(planes * expansion)});
+    }
+    auto layer = std::make_shared<Sequential>();
+    for (int64_t i = 0; i < blocks; ++i) {
+        const int64_t s = i == 0 ? stride : 1;
+        if (kind == BlockKind::Basic)
+            layer->push_back(std::make_shared<BasicBlock>(inplanes, planes, s, i == 0 ? downsample : nullptr));
+        else
+            layer->push_back(std::make_shared<Bottleneck>(inplanes, planes, s, i == 0 ? downsample : nullptr));
+        inplanes = planes * expansion;
+    }
+    return layer;
+}
+
+}  // namespace
+
+ResNet::ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes) {
+    STRATA_CHECK(layers.size() == 4, "ResNet needs 4 stage depths, got ", layers.size());
+    STRATA_CHECK(num_classes > 0, "ResNet: num_classes must be positive, got ", num_classes);
+    int64_t inplanes = 64;
+    register_module("conv1", std::make_shared<Conv2d>(3, 64, 7, 2, 3, 1, 1, false));
+    register_module("bn1", std::make_shared<BatchNorm2d>(64));
+    register_module("relu", std::make_shared<ReLU>(true));
+    register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 1));
+    register_module("layer1", make_layer(block, inplanes, 64, layers[0], 1));
+    register_module("layer2", make_layer(block, inplanes, 128, layers[1], 2));
+    register_module("layer3", make_layer(block, inplanes, 256, layers[2], 2));
+    register_module("layer4", make_layer(block, inplanes, 512, layers[3], 2));
+    register_module("avgpool", std::make_shared<AdaptiveAvgPool2d>(Size2(1, 1)));
+    register_module("fc", std::make_shared<Linear>(inplanes, num_classes));
+}
+
+Module::InputAdapter ResNet::child_input_adapter(const std::string& child_name) const {
+    // torchvision: x = self.avgpool(x); x = torch.flatten(x, 1); x = self.fc(x)
+    if (child_name == "fc") return [](const Tensor& x) { return flatten(x, 1); };
+    return nullptr;
+}
+
+Tensor ResNet::forward(const Tensor& x, const RunOptions& options) const {
+    Tensor y = x;
+    for (const auto& [name, child] : named_children()) {
+        if (auto adapt = child_input_adapter(name)) y = adapt(y);
+        y = run_child(name, *child, y, options);
+    }
+    return y;
+}
+
+namespace {
+std::shared_ptr<ResNet> build(BlockKind kind, std::vector<int64_t> layers, int64_t num_classes,
+                              uint64_t seed) {
+    auto model = std::make_shared<ResNet>(kind, std::move(layers), num_classes);
+    init_like_torchvision(*model, seed);
+    return model;
+}
+}  // namespace
+
+std::shared_ptr<ResNet> resnet18(int64_t nc, uint64_t seed) { return build(BlockKind::Basic, {2, 2, 2, 2}, nc, seed); }
+std::shared_ptr<ResNet> resnet34(int64_t nc, uint64_t seed) { return build(BlockKind::Basic, {3, 4, 6, 3}, nc, seed); }
+std::shared_ptr<ResNet> resnet50(int64_t nc, uint64_t seed) { return build(BlockKind::Bottleneck, {3, 4, 6, 3}, nc, seed); }
+std::shared_ptr<ResNet> resnet101(int64_t nc, uint64_t seed) { return build(BlockKind::Bottleneck, {3, 4, 23, 3}, nc, seed); }
+std::shared_ptr<ResNet> resnet152(int64_t nc, uint64_t seed) { return build(BlockKind::Bottleneck, {3, 8, 36, 3}, nc, seed); }
+
+std::vector<std::string> names() { return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}; }
+
+std::shared_ptr<ResNet> create(const std::string& name, int64_t num_classes, uint64_t seed) {
+    if (name == "resnet18") return resnet18(num_classes, seed);
+    if (name == "resnet34") return resnet34(num_classes, seed);
+    if (name == "resnet50") return resnet50(num_classes, seed);
+    if (name == "resnet101") return resnet101(num_classes, seed);
+    if (name == "resnet152") return resnet152(num_classes, seed);
+    std::string known;
+    for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
+    STRATA_FAIL("unknown model '", name, "'; known models: ", known);
+}
+
+}  // namespace models
+}  // namespace strata

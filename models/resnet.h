@@ -1,0 +1,69 @@
+// torchvision's ResNet family with torchvision's child names, so state_dict keys match:
+//   conv1 bn1 relu maxpool layer1 layer2 layer3 layer4 avgpool fc
+//   layerK.i.{conv1,bn1,relu,conv2,bn2[,conv3,bn3],downsample.{0,1}}
+// The model's forward flattens avgpool's output before fc; that step is published through
+// child_input_adapter("fc") so IntermediateLayerGetter can reproduce it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/module.h"
+#include "../layers/batch_norm2d.h"
+#include "../layers/conv2d.h"
+
+namespace strata {
+namespace models {
+
+// conv3x3 -> bn -> relu -> conv3x3 -> bn, + identity (or downsample(x)), -> relu
+class BasicBlock : public Module {
+public:
+    static constexpr int64_t expansion = 1;
+    BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample);
+    std::string type_name() const override { return "BasicBlock"; }
+    Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+
+private:
+    std::shared_ptr<Conv2d> conv1_, conv2_;
+    std::shared_ptr<BatchNorm2d> bn1_, bn2_;
+    std::shared_ptr<Module> relu_, downsample_;
+};
+
+// 1x1 -> 3x3 (stride here, torchvision's "ResNet v1.5") -> 1x1 (x4 channels), + identity
+class Bottleneck : public Module {
+public:
+    static constexpr int64_t expansion = 4;
+    Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample);
+    std::string type_name() const override { return "Bottleneck"; }
+    Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+
+private:
+    std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
+    std::shared_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
+    std::shared_ptr<Module> relu_, downsample_;
+};
+
+enum class BlockKind { Basic, Bottleneck };
+
+class ResNet : public Module {
+public:
+    ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes = 1000);
+    std::string type_name() const override { return "ResNet"; }
+    Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    InputAdapter child_input_adapter(const std::string& child_name) const override;
+};
+
+// Built and initialised like torchvision's constructors (see init_like_torchvision), under `seed`.
+std::shared_ptr<ResNet> resnet18(int64_t num_classes = 1000, uint64_t seed = 0);
+std::shared_ptr<ResNet> resnet34(int64_t num_classes = 1000, uint64_t seed = 0);
+std::shared_ptr<ResNet> resnet50(int64_t num_classes = 1000, uint64_t seed = 0);
+std::shared_ptr<ResNet> resnet101(int64_t num_classes = 1000, uint64_t seed = 0);
+std::shared_ptr<ResNet> resnet152(int64_t num_classes = 1000, uint64_t seed = 0);
+
+// By name, for the CLI: "resnet18", ..., "resnet152"; an unknown name lists the known ones.
+std::shared_ptr<ResNet> create(const std::string& name, int64_t num_classes = 1000, uint64_t seed = 0);
+std::vector<std::string> names();
+
+}  // namespace models
+}  // namespace strata
