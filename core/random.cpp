@@ -1,5 +1,6 @@
 #include "random.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -23,6 +24,10 @@ uint64_t splitmix64(uint64_t z) {
 double DetStream::u(uint64_t i) const {
     const uint64_t z = splitmix64(state_ + (i + 1) * 0x9E3779B97F4A7C15ull);
     return static_cast<double>(z >> 40) * (1.0 / 16777216.0);
+}
+
+float DetStream::uniform(uint64_t i, double lo, double hi) const {
+    return static_cast<float>(lo + (hi - lo) * u(i));
 }
 
 namespace {

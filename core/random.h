@@ -23,9 +23,9 @@ class DetStream {
 public:
     DetStream(uint64_t seed, const std::string& key) : state_(seed ^ fnv1a64(key)) {}
     double u(uint64_t i) const;  // in [0, 1)
-    float uniform(uint64_t i, double lo, double hi) const {
-        return static_cast<float>(lo + (hi - lo) * u(i));
-    }
+    // Defined in random.cpp, compiled with -ffp-contract=off: a fused multiply-add would round
+    // differently from numpy.
+    float uniform(uint64_t i, double lo, double hi) const;
 
 private:
     uint64_t state_;

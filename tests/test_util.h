@@ -2,7 +2,9 @@
 // paths, and seeded random tensors.
 #pragma once
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "strata.h"
@@ -74,6 +76,102 @@ inline Comparison compare(const strata::Tensor& actual_in, const strata::Tensor&
         const auto cmp_ = ::strata_test::compare((actual), (expected), (rel_tol)); \
         INFO(context << ": " << cmp_.message);                                \
         REQUIRE(cmp_.ok);                                                     \
+    } while (0)
+
+}  // namespace strata_test
+
+// ---- Per-element bounds and bitwise equality (the per-op fast-vs-reference tests) ----------
+namespace strata_test {
+
+// "[n, c, h, w]" coordinates of element `flat` of a contiguous tensor of shape `shape`.
+inline std::string index_str(const strata::Shape& shape, int64_t flat) {
+    std::string coords;
+    for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+        coords = std::to_string(flat % shape[d]) + (coords.empty() ? "" : ", ") + coords;
+        flat /= shape[d];
+    }
+    return "[" + coords + "]";
+}
+
+// |actual - expected| <= bound, element by element. `bound` has the same shape and holds an
+// a-priori error bound per element (e.g. (K + 3) * 2^-24 * sum|w * x| for a float32 dot product
+// of length K). NaN at the same place on both sides counts as equal.
+inline Comparison compare_bounded(const strata::Tensor& actual_in, const strata::Tensor& expected_in,
+                                  const strata::Tensor& bound_in) {
+    Comparison c;
+    if (actual_in.shape() != expected_in.shape() || bound_in.shape() != expected_in.shape()) {
+        c.ok = false;
+        c.message = "shape " + strata::shape_str(actual_in.shape()) + " vs expected " +
+                    strata::shape_str(expected_in.shape());
+        return c;
+    }
+    const strata::Tensor a = actual_in.contiguous(), e = expected_in.contiguous(),
+                         b = bound_in.contiguous();
+    const float *pa = a.data<float>(), *pe = e.data<float>(), *pb = b.data<float>();
+    int64_t first_bad = -1;
+    double worst_ratio = 0;  // max |diff| / bound: how much of the bound is used
+    for (int64_t i = 0; i < e.numel(); ++i) {
+        if (std::isnan(pa[i]) && std::isnan(pe[i])) continue;
+        const double d = std::fabs(static_cast<double>(pa[i]) - pe[i]);
+        c.max_abs_ref = std::max(c.max_abs_ref, std::fabs(static_cast<double>(pe[i])));
+        if (!(d <= pb[i])) {
+            if (first_bad < 0) first_bad = i;
+            c.max_abs_diff = std::isfinite(d) ? std::max(c.max_abs_diff, d) : INFINITY;
+        } else {
+            c.max_abs_diff = std::max(c.max_abs_diff, d);
+            if (pb[i] > 0) worst_ratio = std::max(worst_ratio, d / pb[i]);
+        }
+    }
+    if (first_bad >= 0) {
+        c.ok = false;
+        c.message = "value mismatch at " + index_str(e.shape(), first_bad) + ": expected " +
+                    std::to_string(pe[first_bad]) + " got " + std::to_string(pa[first_bad]) +
+                    ", |diff| " + std::to_string(std::fabs(double(pa[first_bad]) - pe[first_bad])) +
+                    " > bound " + std::to_string(pb[first_bad]);
+    } else {
+        c.message = "ok, max |diff| / bound = " + std::to_string(worst_ratio);
+    }
+    return c;
+}
+
+// Bit-for-bit equality (NaN payloads and the sign of zero included): for ops that only select
+// or move values (max pooling, relu, flatten), where any difference is a bug.
+inline Comparison compare_bitwise(const strata::Tensor& actual_in, const strata::Tensor& expected_in) {
+    Comparison c;
+    if (actual_in.shape() != expected_in.shape() || actual_in.dtype() != expected_in.dtype()) {
+        c.ok = false;
+        c.message = "shape/dtype " + strata::shape_str(actual_in.shape()) + " " +
+                    strata::dtype_name(actual_in.dtype()) + " vs expected " +
+                    strata::shape_str(expected_in.shape()) + " " + strata::dtype_name(expected_in.dtype());
+        return c;
+    }
+    const strata::Tensor a = actual_in.contiguous(), e = expected_in.contiguous();
+    const size_t es = strata::dtype_size(e.dtype());
+    const char* pa = static_cast<const char*>(a.raw_data());
+    const char* pe = static_cast<const char*>(e.raw_data());
+    for (int64_t i = 0; i < e.numel(); ++i) {
+        if (std::memcmp(pa + i * es, pe + i * es, es) == 0) continue;
+        c.ok = false;
+        const auto idx = strata::contiguous_strides(e.shape());
+        std::vector<int64_t> multi;
+        int64_t rem = i;
+        for (size_t d = 0; d < idx.size(); ++d) {
+            multi.push_back(rem / idx[d]);
+            rem %= idx[d];
+        }
+        c.message = "bitwise mismatch at " + index_str(e.shape(), i) + ": expected " +
+                    std::to_string(e.item_at(multi)) + " got " + std::to_string(a.item_at(multi));
+        return c;
+    }
+    return c;
+}
+
+// REQUIRE on a Comparison, printing `context` (the call's parameters) and the first mismatch.
+#define STRATA_REQUIRE_CMP(comparison, context)                \
+    do {                                                       \
+        const auto cmp_ = (comparison);                        \
+        INFO(context << ": " << cmp_.message);                 \
+        REQUIRE(cmp_.ok);                                      \
     } while (0)
 
 }  // namespace strata_test

@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""Writes strata's committed test fixtures into tests/fixtures/ (run with a Python that has
+torch and torchvision, e.g. `/usr/bin/python3 tools/make_fixtures.py`).
+
+    ops.safetensors                 per-op cases computed by torch (conv2d, batch_norm2d, ...)
+    resnet18_<config>.safetensors   ResNet-18 (detgen weights, seed 2024) getter outputs
+    detgen_check.safetensors        first values of detgen tensors, to check the C++ generator
+
+Reruns give identical files on the same machine (fixed seeds; torch.set_num_threads(2)).
+See tests/fixtures/README.md for the schema.
+"""
+import argparse
+import json
+import os
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torchvision
+from torchvision.models._utils import IntermediateLayerGetter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from detgen import fill_deterministic, stream_state  # noqa: E402
+from st_io import save_safetensors  # noqa: E402
+
+GENERATOR = "tools/make_fixtures.py"
+RESNET_SEED = 2024
+
+
+def base_metadata():
+    return OrderedDict([
+        ("generator", GENERATOR),
+        ("torch_version", torch.__version__),
+        ("torchvision_version", torchvision.__version__),
+        ("numpy_version", np.__version__),
+    ])
+
+
+def uniform01(rs, shape):
+    """float32 uniform in [0, 1) on a 2^-24 grid (exact in float32, never 1.0)."""
+    return (rs.randint(0, 1 << 24, size=shape).astype(np.float64) * 2.0 ** -24).astype(np.float32)
+
+
+def normal(rs, shape, scale=1.0):
+    return (rs.standard_normal(size=shape) * scale).astype(np.float32)
+
+
+def t(a):
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def pair(v):
+    return [int(v), int(v)] if isinstance(v, int) else [int(v[0]), int(v[1])]
+
+
+# ----------------------------------------------------------------------------------- ops
+class OpsBuilder:
+    def __init__(self, seed=1234):
+        self.rs = np.random.RandomState(seed)
+        self.tensors = OrderedDict()
+        self.cases = []
+
+    def _add(self, name, desc, info, tensors):
+        assert not any(c["name"] == name for c in self.cases), name
+        case = OrderedDict([("name", name)])
+        case.update(info)
+        case["description"] = desc
+        self.cases.append(case)
+        for k, v in tensors:
+            arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v
+            assert arr.dtype == np.float32 and arr.size <= 60000, (name, k, arr.shape)
+            self.tensors["%s.%s" % (name, k)] = np.ascontiguousarray(arr)
+
+    def conv2d(self, name, desc, n, cin, cout, hw, k, s=1, p=0, d=1, g=1, bias=True):
+        k, s, p, d = pair(k), pair(s), pair(p), pair(d)
+        x = normal(self.rs, (n, cin) + tuple(hw))
+        m = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, groups=g, bias=bias)
+        fan_in = (cin // g) * k[0] * k[1]
+        w = normal(self.rs, (cout, cin // g, k[0], k[1]), 1.0 / np.sqrt(fan_in))
+        with torch.no_grad():
+            m.weight.copy_(t(w))
+            if bias:
+                b = normal(self.rs, (cout,), 0.5)
+                m.bias.copy_(t(b))
+        m.eval()
+        with torch.no_grad():
+            y = m(t(x))
+        info = OrderedDict([("op", "conv2d"), ("in_channels", cin), ("out_channels", cout),
+                            ("kernel_size", k), ("stride", s), ("padding", p),
+                            ("dilation", d), ("groups", g), ("bias", bool(bias))])
+        ts = [("input", x), ("weight", m.weight)]
+        if bias:
+            ts.append(("bias", m.bias))
+        ts.append(("output", y))
+        self._add(name, desc, info, ts)
+
+    def batch_norm2d(self, name, desc, n, c, hw, eps=1e-5, small_var=False):
+        x = normal(self.rs, (n, c) + tuple(hw), 2.0)
+        m = nn.BatchNorm2d(c, eps=eps)
+        w = (0.5 + uniform01(self.rs, (c,))).astype(np.float32)
+        b = normal(self.rs, (c,), 0.5)
+        rm = normal(self.rs, (c,), 0.7)
+        rv = (0.2 + 2.0 * uniform01(self.rs, (c,))).astype(np.float32)
+        if small_var:  # variances comparable to eps, so eps matters
+            rv[: c // 2] = np.float32(1e-3) * (1 + np.arange(c // 2, dtype=np.float32))
+        with torch.no_grad():
+            m.weight.copy_(t(w))
+            m.bias.copy_(t(b))
+            m.running_mean.copy_(t(rm))
+            m.running_var.copy_(t(rv))
+        m.eval()
+        with torch.no_grad():
+            y = m(t(x))
+        info = OrderedDict([("op", "batch_norm2d"), ("num_features", c), ("eps", eps)])
+        self._add(name, desc, info, [("input", x), ("weight", m.weight), ("bias", m.bias),
+                                     ("running_mean", m.running_mean),
+                                     ("running_var", m.running_var), ("output", y)])
+
+    def relu(self, name, desc, shape):
+        x = normal(self.rs, shape)
+        with torch.no_grad():
+            y = nn.ReLU(inplace=False)(t(x))
+        self._add(name, desc, OrderedDict([("op", "relu")]), [("input", x), ("output", y)])
+
+    def max_pool2d(self, name, desc, shape, k, s=None, p=0, d=1, ceil=False, negative=False):
+        k = pair(k)
+        s = k if s is None else pair(s)
+        p, d = pair(p), pair(d)
+        x = normal(self.rs, shape)
+        if negative:
+            x = (-1.0 - np.abs(x)).astype(np.float32)
+        with torch.no_grad():
+            y = nn.MaxPool2d(k, stride=s, padding=p, dilation=d, ceil_mode=ceil)(t(x))
+        info = OrderedDict([("op", "max_pool2d"), ("kernel_size", k), ("stride", s),
+                            ("padding", p), ("dilation", d), ("ceil_mode", bool(ceil))])
+        self._add(name, desc, info, [("input", x), ("output", y)])
+
+    def adaptive_avg_pool2d(self, name, desc, shape, out):
+        out = pair(out)
+        x = normal(self.rs, shape)
+        with torch.no_grad():
+            y = nn.AdaptiveAvgPool2d(tuple(out))(t(x))
+        info = OrderedDict([("op", "adaptive_avg_pool2d"), ("output_size", out)])
+        self._add(name, desc, info, [("input", x), ("output", y)])
+
+    def linear(self, name, desc, n, fin, fout, bias=True):
+        x = normal(self.rs, (n, fin))
+        m = nn.Linear(fin, fout, bias=bias)
+        with torch.no_grad():
+            m.weight.copy_(t(normal(self.rs, (fout, fin), 1.0 / np.sqrt(fin))))
+            if bias:
+                m.bias.copy_(t(normal(self.rs, (fout,), 0.5)))
+        m.eval()
+        with torch.no_grad():
+            y = m(t(x))
+        info = OrderedDict([("op", "linear"), ("in_features", fin), ("out_features", fout),
+                            ("bias", bool(bias))])
+        ts = [("input", x), ("weight", m.weight)]
+        if bias:
+            ts.append(("bias", m.bias))
+        ts.append(("output", y))
+        self._add(name, desc, info, ts)
+
+    def flatten(self, name, desc, shape, start=1, end=-1):
+        x = normal(self.rs, shape)
+        with torch.no_grad():
+            y = nn.Flatten(start, end)(t(x))
+        info = OrderedDict([("op", "flatten"), ("start_dim", start), ("end_dim", end)])
+        self._add(name, desc, info, [("input", x), ("output", y)])
+
+
+def make_ops(path):
+    b = OpsBuilder(seed=1234)
+    # conv2d
+    b.conv2d("conv3x3_s1_p1_bias", "3x3 stride 1 pad 1, bias, odd spatial 9x11",
+             1, 3, 8, (9, 11), 3, 1, 1)
+    b.conv2d("conv3x3_s2_p1_nobias_b3", "3x3 stride 2 pad 1, no bias, batch 3, 13x10",
+             3, 4, 6, (13, 10), 3, 2, 1, bias=False)
+    b.conv2d("conv1x1_s1_nobias", "1x1 stride 1, no bias, batch 2", 2, 8, 5, (7, 7), 1,
+             bias=False)
+    b.conv2d("conv1x1_s2_nobias", "1x1 stride 2 (ResNet downsample), odd 9x9",
+             1, 6, 12, (9, 9), 1, 2, 0, bias=False)
+    b.conv2d("conv7x7_s2_p3", "7x7 stride 2 pad 3 (ResNet stem), no bias, odd 31x29",
+             1, 3, 4, (31, 29), 7, 2, 3, bias=False)
+    b.conv2d("conv3x3_s3_p0", "3x3 stride 3 pad 0, bias, 17x14 (rows/cols dropped)",
+             1, 3, 5, (17, 14), 3, 3, 0)
+    b.conv2d("conv3x3_dil2_p2", "3x3 dilation 2 pad 2, bias, 12x13", 1, 4, 4, (12, 13), 3, 1, 2,
+             d=2)
+    b.conv2d("conv3x3_groups2", "3x3 groups 2 pad 1, bias, 8x9", 1, 6, 4, (8, 9), 3, 1, 1, g=2)
+    b.conv2d("conv3x3_depthwise_s2", "depthwise 3x3 stride 2 pad 1 (groups=C), bias, batch 2",
+             2, 5, 5, (11, 10), 3, 2, 1, g=5)
+    b.conv2d("conv3x3_depthwise_mult2", "depthwise multiplier 2 (groups 4, 4->8), no bias",
+             1, 4, 8, (7, 6), 3, 1, 1, g=4, bias=False)
+    b.conv2d("conv3x5_s21_p12", "non-square kernel 3x5, stride [2,1], pad [1,2], bias",
+             1, 3, 4, (10, 15), (3, 5), (2, 1), (1, 2))
+    b.conv2d("conv2x3_s13_p10_d21", "kernel 2x3, stride [1,3], pad [1,0], dilation [2,1]",
+             2, 3, 3, (9, 14), (2, 3), (1, 3), (1, 0), d=(2, 1))
+    b.conv2d("conv3x3_16ch_b3", "3x3 pad 1, 16->16 channels, batch 3, bias", 3, 16, 16, (6, 6),
+             3, 1, 1)
+    b.conv2d("conv3x3_s2_p2", "3x3 stride 2 pad 2 (more padding than kernel/2)",
+             1, 2, 3, (7, 8), 3, 2, 2)
+    # batch_norm2d
+    b.batch_norm2d("bn_eps1e-5_b2", "eval BatchNorm, non-trivial running stats, eps 1e-5",
+                   2, 6, (5, 7))
+    b.batch_norm2d("bn_eps1e-3_smallvar", "eval BatchNorm eps 1e-3, half the variances ~eps",
+                   1, 4, (9, 3), eps=1e-3, small_var=True)
+    b.batch_norm2d("bn_b3_8ch", "eval BatchNorm batch 3, 8 channels", 3, 8, (4, 4))
+    # relu
+    b.relu("relu_mixed", "ReLU on standard normal values (half negative)", (2, 3, 5, 7))
+    # max_pool2d
+    b.max_pool2d("maxpool_resnet_even", "k3 s2 p1 (ResNet), 16x16", (1, 3, 16, 16), 3, 2, 1)
+    b.max_pool2d("maxpool_resnet_odd_b2", "k3 s2 p1 (ResNet), odd 15x17, batch 2",
+                 (2, 3, 15, 17), 3, 2, 1)
+    b.max_pool2d("maxpool_resnet_negative", "k3 s2 p1 on all-negative input (pad is -inf)",
+                 (1, 2, 9, 8), 3, 2, 1, negative=True)
+    b.max_pool2d("maxpool_ceil_p0", "k3 s2 p0 ceil_mode, odd 10x13", (1, 2, 10, 13), 3, 2, 0,
+                 ceil=True)
+    b.max_pool2d("maxpool_ceil_p1", "k3 s2 p1 ceil_mode, 8x11 (last window clipped)",
+                 (1, 2, 8, 11), 3, 2, 1, ceil=True)
+    b.max_pool2d("maxpool_ceil_drop_last", "k2 s2 p1 ceil_mode, 5x7: ceil adds a window that "
+                 "would start in the right padding, which torch drops", (1, 2, 5, 7), 2, 2, 1,
+                 ceil=True)
+    b.max_pool2d("maxpool_dil2_p1", "k3 s1 p1 dilation 2, 9x10", (1, 2, 9, 10), 3, 1, 1, d=2)
+    b.max_pool2d("maxpool_k2x3_s21_p11", "non-square k [2,3] s [2,1] p [1,1], 7x8",
+                 (1, 3, 7, 8), (2, 3), (2, 1), (1, 1))
+    b.max_pool2d("maxpool_k2_default_stride", "k2 (stride defaults to kernel), odd 7x9",
+                 (2, 2, 7, 9), 2)
+    # adaptive_avg_pool2d
+    b.adaptive_avg_pool2d("avgpool_1x1_resnet", "to 1x1 from 7x7 (ResNet head), batch 2",
+                          (2, 8, 7, 7), 1)
+    b.adaptive_avg_pool2d("avgpool_1x1_odd", "to 1x1 from 5x6", (1, 4, 5, 6), 1)
+    b.adaptive_avg_pool2d("avgpool_3x5_from_7x11", "to 3x5 from 7x11 (non-divisible, overlap)",
+                          (1, 3, 7, 11), (3, 5))
+    b.adaptive_avg_pool2d("avgpool_5x5_identity", "to 5x5 from 5x5 (identity)", (1, 2, 5, 5), 5)
+    b.adaptive_avg_pool2d("avgpool_4x6_from_3x3", "to 4x6 from 3x3 (output larger than input)",
+                          (1, 2, 3, 3), (4, 6))
+    # linear
+    b.linear("linear_bias_b1", "512->10 with bias, batch 1 (ResNet fc shape)", 1, 512, 10)
+    b.linear("linear_bias_b4", "37->13 with bias, batch 4", 4, 37, 13)
+    b.linear("linear_nobias_b4", "20->7 without bias, batch 4", 4, 20, 7, bias=False)
+    # flatten
+    b.flatten("flatten_1x1", "flatten(1,-1) of 2x8x1x1 (ResNet avgpool output)", (2, 8, 1, 1))
+    b.flatten("flatten_3d", "flatten(1,-1) of 3x2x3x4", (3, 2, 3, 4))
+
+    meta = base_metadata()
+    meta["description"] = ("Per-op reference cases computed by torch.nn modules in eval mode "
+                           "(float32, CPU). Tensors '<case>.input', '<case>.output' and the "
+                           "op's parameters '<case>.weight' / '.bias' / '.running_mean' / "
+                           "'.running_var'. 'cases' lists the op and its torch arguments.")
+    meta["cases"] = json.dumps(b.cases)
+    save_safetensors(b.tensors, path, meta)
+    return len(b.cases)
+
+
+# ------------------------------------------------------------------------------- resnet18
+CHILDREN = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
+            "avgpool", "fc"]
+
+CONFIGS = [
+    # name, input shape, input seed, return_layers (ordered pairs as given), description
+    ("seed", (1, 3, 224, 224), 101, [("layer1", "feat1"), ("layer3", "feat2")],
+     "the seed example: layer1 and layer3 of a 224x224 image"),
+    ("full", (1, 3, 224, 224), 101, [("fc", "logits")],
+     "fc only: equals the full model's logits (same input as resnet18_seed)"),
+    ("odd_all", (2, 3, 61, 75), 102, [(c, c) for c in CHILDREN],
+     "every direct child, odd input size, batch 2"),
+    ("odd_b3", (3, 3, 97, 131), 103, [("layer4", "out"), ("layer2", "aux")],
+     "two layers given out of model order, odd input size, batch 3"),
+    ("bn1_relu", (1, 3, 64, 64), 104, [("bn1", "bn1"), ("relu", "relu")],
+     "bn1 and relu both returned: bn1 must keep its negative values (no aliasing)"),
+    ("small_layer2", (4, 3, 32, 32), 105, [("layer2", "x")],
+     "layer2 of a batch of 4 small images"),
+]
+
+
+def make_resnet18(seed=RESNET_SEED, inplace=False):
+    model = torchvision.models.resnet18(weights=None)
+    model.load_state_dict(fill_deterministic(model.state_dict(), seed), strict=True)
+    if not inplace:
+        for m in model.modules():
+            if isinstance(m, nn.ReLU):
+                m.inplace = False
+    model.eval()
+    return model
+
+
+def resnet_expected(model, x, return_layers):
+    """Outputs in model order: {new_name: tensor}. 'fc' is the full model's logits."""
+    wanted = dict(return_layers)
+    out = OrderedDict()
+    getter_layers = {k: v for k, v in wanted.items() if k != "fc"}
+    got = {}
+    if getter_layers:
+        got = IntermediateLayerGetter(model, getter_layers)(x)
+    for child in CHILDREN:
+        if child not in wanted:
+            continue
+        new = wanted[child]
+        out[new] = model(x) if child == "fc" else got[new]
+    return out
+
+
+def make_resnet_fixtures(outdir):
+    model = make_resnet18()
+    written = []
+    for name, shape, in_seed, return_layers, desc in CONFIGS:
+        x = uniform01(np.random.RandomState(in_seed), shape)
+        xt = t(x)
+        with torch.no_grad():
+            outs = resnet_expected(model, xt, return_layers)
+        tensors = OrderedDict([("input", x)])
+        for k, v in outs.items():
+            tensors["out." + k] = v.detach().contiguous().numpy()
+        meta = base_metadata()
+        meta["description"] = desc
+        meta["model"] = "resnet18"
+        meta["num_classes"] = "1000"
+        meta["weights"] = ("detgen fill_deterministic(resnet18().state_dict(), seed) "
+                           "(tools/detgen.py = strata core/random.cpp); not stored")
+        meta["seed"] = str(RESNET_SEED)
+        meta["return_layers"] = json.dumps([list(p) for p in return_layers])
+        meta["outputs"] = json.dumps(list(outs.keys()))
+        meta["input_shape"] = json.dumps(list(shape))
+        meta["input_generator"] = ("numpy.random.RandomState(%d).randint(0, 2**24, size="
+                                   "input_shape) * 2**-24 as float32" % in_seed)
+        meta["input_seed"] = str(in_seed)
+        meta["reference"] = ("torchvision IntermediateLayerGetter on resnet18 in eval mode with "
+                             "every nn.ReLU set inplace=False; 'fc' = model(input) logits")
+        if name == "bn1_relu":
+            true_min = float(outs["bn1"].min())
+            tv_model = make_resnet18(inplace=True)  # torchvision default: ReLU(inplace=True)
+            with torch.no_grad():
+                tv = IntermediateLayerGetter(tv_model, {"bn1": "bn1", "relu": "relu"})(xt)
+            tv_min = float(tv["bn1"].min())
+            meta["torchvision_bn1_min"] = repr(tv_min)
+            meta["true_bn1_min"] = repr(true_min)
+            meta["note"] = ("torchvision's getter with the default ReLU(inplace=True) returns "
+                            "a bn1 tensor that relu overwrote in place (min %r, same storage "
+                            "as relu: %s); the true bn1 min is %r. strata never aliases."
+                            % (tv_min, tv["bn1"].data_ptr() == tv["relu"].data_ptr(),
+                               true_min))
+        path = os.path.join(outdir, "resnet18_%s.safetensors" % name)
+        save_safetensors(tensors, path, meta)
+        written.append(path)
+    return written
+
+
+# -------------------------------------------------------------------------------- detgen
+DETGEN_KEYS = ["conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight",
+               "layer4.1.bn2.bias", "fc.weight", "fc.bias"]
+DETGEN_SEEDS = [2024, 7]
+
+
+def make_detgen_check(path, count=16):
+    sd = torchvision.models.resnet18(weights=None).state_dict()
+    tensors = OrderedDict()
+    states = OrderedDict()
+    for seed in DETGEN_SEEDS:
+        filled = fill_deterministic(sd, seed)
+        for key in DETGEN_KEYS:
+            tensors["%d/%s" % (seed, key)] = filled[key].numpy().reshape(-1)[:count].copy()
+            states["%d/%s" % (seed, key)] = "0x%016x" % stream_state(seed, key)
+    meta = base_metadata()
+    meta["description"] = ("First %d values (flattened, C order) of fill_deterministic("
+                           "resnet18().state_dict(), seed) for the listed keys, stored as "
+                           "'<seed>/<key>'. stream_state = seed ^ fnv1a64(key)." % count)
+    meta["seeds"] = json.dumps(DETGEN_SEEDS)
+    meta["keys"] = json.dumps(DETGEN_KEYS)
+    meta["stream_state"] = json.dumps(states)
+    save_safetensors(tensors, path, meta)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Writes strata's test fixtures.")
+    p.add_argument("--outdir", default=os.path.join(os.path.dirname(HERE), "tests", "fixtures"))
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    os.makedirs(args.outdir, exist_ok=True)
+    with torch.no_grad():
+        n = make_ops(os.path.join(args.outdir, "ops.safetensors"))
+        print("ops.safetensors: %d cases" % n)
+        make_detgen_check(os.path.join(args.outdir, "detgen_check.safetensors"))
+        print("detgen_check.safetensors")
+        for path in make_resnet_fixtures(args.outdir):
+            print(os.path.basename(path))
+
+
+if __name__ == "__main__":
+    main()
