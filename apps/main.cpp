@@ -42,11 +42,13 @@ strata::ReturnLayers parse_layers(const std::string& spec) {
     return out;
 }
 
-std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& weights) {
+// Notes go to stderr only once the command has succeeded, so a failure prints one line.
+std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& weights,
+                                                   std::string& notes) {
     auto model = strata::models::create(name);
     if (weights.empty()) {
-        std::cerr << "note: no --weights given: " << name
-                  << " has untrained weights (torchvision-style initialisation, seed 0)\n";
+        notes += "note: no --weights given: " + name +
+                 " has untrained weights (torchvision-style initialisation, seed 0)\n";
     } else {
         model->load_state_dict(strata::load(weights));
     }
@@ -93,6 +95,10 @@ int main(int argc, char** argv) {
     layers_cmd->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
     layers_cmd->add_flag("--all", all, "list every module path, not only direct children");
 
+    if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "features" && std::string(argv[1]) != "layers") {
+        std::cerr << "error: unknown command '" << argv[1] << "'; commands: features, layers (see --help)\n";
+        return 2;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -109,7 +115,8 @@ int main(int argc, char** argv) {
         options.num_threads = threads;
         if (*features) {
             const strata::ReturnLayers return_layers = parse_layers(layers);
-            auto model = make_model(model_name, weights);
+            std::string notes;
+            auto model = make_model(model_name, weights, notes);
             const strata::IntermediateLayerGetter getter(*model, return_layers);
             const strata::Tensor x = input.empty() ? default_input() : strata::load_npy(input);
             STRATA_CHECK(x.dim() == 4, (input.empty() ? "input" : input), ": expected an NCHW array, got shape ",
@@ -121,6 +128,7 @@ int main(int argc, char** argv) {
                 strata::save(state, out_path, {{"model", model_name}, {"layers", layers}});
             }
             std::cout << python_list(out) << "\n";
+            std::cerr << notes;
         } else if (*layers_cmd) {
             auto model = strata::models::create(model_name);
             if (all) {
