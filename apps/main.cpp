@@ -4,6 +4,8 @@
 // Any bad input or usage exits 2 with one line "error: ..." on stderr; outputs are written
 // atomically, so a failed run leaves no partial file.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -90,13 +92,27 @@ int main(int argc, char** argv) {
     features->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
     features->add_option("--threads", threads, "CPU threads (default: all)")->check(CLI::PositiveNumber);
 
+    std::string bench_layers;
+    int64_t batch = 1;
+    int warmup = 3, iters = 30;
+    auto* bench = app.add_subcommand("bench", "time forward calls (model loaded once; only forward is timed)");
+    bench->add_option("--model", model_name, "model name");
+    bench->add_option("--weights", weights, "weight file (default: untrained weights)");
+    bench->add_option("--layers", bench_layers, "child:new_name pairs (default: the full model)");
+    bench->add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
+    bench->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
+    bench->add_option("--threads", threads, "CPU threads (default: all)")->check(CLI::PositiveNumber);
+    bench->add_option("--warmup", warmup, "untimed calls first")->check(CLI::NonNegativeNumber)->capture_default_str();
+    bench->add_option("--iters", iters, "timed calls")->check(CLI::PositiveNumber)->capture_default_str();
+
     auto* layers_cmd = app.add_subcommand("layers", "list the model's children and their output shapes");
     layers_cmd->add_option("--model", model_name, "model name");
     layers_cmd->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
     layers_cmd->add_flag("--all", all, "list every module path, not only direct children");
 
-    if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "features" && std::string(argv[1]) != "layers") {
-        std::cerr << "error: unknown command '" << argv[1] << "'; commands: features, layers (see --help)\n";
+    if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "features" && std::string(argv[1]) != "layers" &&
+        std::string(argv[1]) != "bench") {
+        std::cerr << "error: unknown command '" << argv[1] << "'; commands: features, layers, bench (see --help)\n";
         return 2;
     }
     try {
@@ -128,6 +144,37 @@ int main(int argc, char** argv) {
                 strata::save(state, out_path, {{"model", model_name}, {"layers", layers}});
             }
             std::cout << python_list(out) << "\n";
+            std::cerr << notes;
+        } else if (*bench) {
+            std::string notes;
+            auto model = make_model(model_name, weights, notes);
+            const strata::Tensor x = strata::Tensor::full({batch, 3, size, size}, 0.5f);
+            std::unique_ptr<strata::IntermediateLayerGetter> getter;
+            if (!bench_layers.empty())
+                getter = std::make_unique<strata::IntermediateLayerGetter>(*model, parse_layers(bench_layers));
+            auto call = [&] {
+                if (getter) (*getter)(x, options);
+                else model->forward(x, options);
+            };
+            for (int i = 0; i < warmup; ++i) call();
+            std::vector<double> ms;
+            for (int i = 0; i < iters; ++i) {
+                const auto t0 = std::chrono::steady_clock::now();
+                call();
+                ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            }
+            std::vector<double> sorted = ms;
+            std::sort(sorted.begin(), sorted.end());
+            const size_t n = sorted.size();
+            const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+            double mean = 0;
+            for (double v : ms) mean += v / static_cast<double>(n);
+            std::printf("{\"model\": \"%s\", \"layers\": \"%s\", \"batch\": %lld, \"size\": %lld, "
+                        "\"threads\": %d, \"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
+                        "\"mean_ms\": %.3f, \"images_per_s\": %.2f}\n",
+                        model_name.c_str(), bench_layers.empty() ? "(full model)" : bench_layers.c_str(),
+                        static_cast<long long>(batch), static_cast<long long>(size), options.threads(), iters,
+                        median, sorted.front(), mean, 1000.0 * static_cast<double>(batch) / median);
             std::cerr << notes;
         } else if (*layers_cmd) {
             auto model = strata::models::create(model_name);
