@@ -1,6 +1,7 @@
 // The `strata` CLI as a user runs it: the exact output line, weights and .npy inputs, --out
 // files equal to PyTorch's outputs, and exit code 2 with one "error:" line for bad input.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -25,8 +26,11 @@ std::string slurp(const std::string& path) {
     return ss.str();
 }
 
+// ctest runs test cases as parallel processes in one folder: every file name carries the pid.
+std::string tmp(const std::string& name) { return "cli_" + std::to_string(::getpid()) + "_" + name; }
+
 Run run_cli(const std::string& args) {
-    const std::string out = "cli_stdout.txt", err = "cli_stderr.txt";
+    const std::string out = tmp("stdout.txt"), err = tmp("stderr.txt");
     const std::string cmd = std::string(STRATA_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
@@ -39,8 +43,8 @@ const std::string& detgen_weights() {
     static const std::string path = [] {
         auto model = models::resnet18();
         fill_deterministic(*model, 2024);
-        save(model->state_dict(), "cli_detgen.safetensors");
-        return std::string("cli_detgen.safetensors");
+        save(model->state_dict(), tmp("detgen.safetensors"));
+        return std::string(tmp("detgen.safetensors"));
     }();
     return path;
 }
@@ -66,15 +70,15 @@ TEST_CASE("cli: features prints the seed example's line exactly") {
 
 TEST_CASE("cli: --weights, --input and --out reproduce torchvision's outputs") {
     const StateDict fx = load(strata_test::fixture("resnet18_odd_b3.safetensors"));
-    save_npy(fx.at("input"), "cli_input.npy");
-    std::remove("cli_out.safetensors");
+    save_npy(fx.at("input"), tmp("input.npy"));
+    std::remove(tmp("out.safetensors").c_str());
     const Run r = run_cli("features --model resnet18 --weights " + detgen_weights() +
-                          " --input cli_input.npy --layers layer4:out,layer2:aux --out cli_out.safetensors --threads 2");
+                          " --input " + tmp("input.npy") + " --layers layer4:out,layer2:aux --out " + tmp("out.safetensors") + " --threads 2");
     INFO(r.err);
     REQUIRE(r.rc == 0);
     REQUIRE(r.out == "[('aux', [3, 128, 13, 17]), ('out', [3, 512, 4, 5])]\n");
     REQUIRE(r.err.empty());
-    const StateDict out = load("cli_out.safetensors");
+    const StateDict out = load(tmp("out.safetensors"));
     REQUIRE(out.keys() == std::vector<std::string>{"aux", "out"});
     for (const auto& [name, t] : out) {
         REQUIRE(t.dtype() == DType::Float32);
@@ -84,11 +88,11 @@ TEST_CASE("cli: --weights, --input and --out reproduce torchvision's outputs") {
 
 TEST_CASE("cli: fc through the CLI gives the full model's logits") {
     const StateDict fx = load(strata_test::fixture("resnet18_full.safetensors"));
-    save_npy(fx.at("input"), "cli_input224.npy");
-    const Run r = run_cli("features --weights " + detgen_weights() + " --input cli_input224.npy --layers fc:logits --out cli_logits.safetensors");
+    save_npy(fx.at("input"), tmp("input224.npy"));
+    const Run r = run_cli("features --weights " + detgen_weights() + " --input " + tmp("input224.npy") + " --layers fc:logits --out " + tmp("logits.safetensors"));
     REQUIRE(r.rc == 0);
     REQUIRE(r.out == "[('logits', [1, 1000])]\n");
-    STRATA_REQUIRE_CLOSE(load("cli_logits.safetensors").at("logits"), fx.at("out.logits"), 1e-4, "logits");
+    STRATA_REQUIRE_CLOSE(load(tmp("logits.safetensors")).at("logits"), fx.at("out.logits"), 1e-4, "logits");
 }
 
 TEST_CASE("cli: layers lists children with output shapes, --all every module path") {
@@ -104,14 +108,14 @@ TEST_CASE("cli: layers lists children with output shapes, --all every module pat
 }
 
 TEST_CASE("cli: bad input exits 2 with one error line and writes no output file") {
-    std::remove("cli_never.safetensors");
+    std::remove(tmp("never.safetensors").c_str());
     require_usage_error("features --model resnet19", "unknown model 'resnet19'");
     require_usage_error("features --layers layer5:x", "'layer5'");
     require_usage_error("features --layers layer1:", "no new name");
     require_usage_error("features --layers :x", "no layer name");
     require_usage_error("features --layers layer1:a,layer2:a", "new name 'a'");
     require_usage_error("features --layers layer1:a,layer1:b", "requested twice");
-    require_usage_error("features --input /nonexistent/x.npy --out cli_never.safetensors", "/nonexistent/x.npy");
+    require_usage_error("features --input /nonexistent/x.npy --out " + tmp("never.safetensors"), "/nonexistent/x.npy");
     require_usage_error("features --weights /nonexistent/w.safetensors", "/nonexistent/w.safetensors");
     require_usage_error("features --weights .", "directory");
     require_usage_error("features --threads abc", "--threads");
@@ -119,18 +123,18 @@ TEST_CASE("cli: bad input exits 2 with one error line and writes no output file"
     require_usage_error("frobnicate", "frobnicate");
     require_usage_error("", "subcommand");
     // a wrong-shaped input: the error names the module path
-    save_npy(Tensor::zeros({1, 4, 32, 32}), "cli_4ch.npy");
-    require_usage_error("features --input cli_4ch.npy --out cli_never.safetensors", "conv1: expected 3 input channels, got 4");
+    save_npy(Tensor::zeros({1, 4, 32, 32}), tmp("4ch.npy"));
+    require_usage_error("features --input " + tmp("4ch.npy") + " --out " + tmp("never.safetensors"), "conv1: expected 3 input channels, got 4");
     // weights with a missing key and a wrong shape: one error naming both
     {
         auto model = models::resnet18();
         StateDict sd;
         for (const auto& [k, t] : model->state_dict())
             if (k != "fc.bias") sd.insert(k, k == "layer1.0.conv1.weight" ? Tensor::zeros({64, 64, 1, 1}) : t);
-        save(sd, "cli_bad_weights.safetensors");
+        save(sd, tmp("bad_weights.safetensors"));
     }
-    require_usage_error("features --weights cli_bad_weights.safetensors --out cli_never.safetensors", "fc.bias");
-    const Run r = run_cli("features --weights cli_bad_weights.safetensors");
+    require_usage_error("features --weights " + tmp("bad_weights.safetensors") + " --out " + tmp("never.safetensors"), "fc.bias");
+    const Run r = run_cli("features --weights " + tmp("bad_weights.safetensors"));
     REQUIRE(r.err.find("layer1.0.conv1.weight (expected [64, 64, 3, 3], found [64, 64, 1, 1])") != std::string::npos);
-    REQUIRE_FALSE(file_exists("cli_never.safetensors"));
+    REQUIRE_FALSE(file_exists(tmp("never.safetensors")));
 }

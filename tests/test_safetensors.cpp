@@ -1,5 +1,7 @@
 // safetensors: round trip (all dtypes, metadata, zero-copy mmap), format detection by content,
 // and the reader's checks on malformed headers.
+#include <unistd.h>
+
 #include <cstring>
 #include <fstream>
 
@@ -9,7 +11,8 @@ using namespace strata;
 
 namespace {
 
-std::string temp_path(const std::string& name) { return "st_test_" + name; }
+// ctest runs test cases as parallel processes in one folder: names carry the pid.
+std::string temp_path(const std::string& name) { return "st_test_" + std::to_string(::getpid()) + "_" + name; }
 
 void write_bytes(const std::string& path, const std::string& bytes) {
     std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));

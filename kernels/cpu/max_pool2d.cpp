@@ -28,7 +28,7 @@ void max_pool2d(const MaxPool2dParams& p, const float* x, float* y, int threads)
                     const float* row = in + (y0 + ky * p.dil_h) * p.w + x0;
                     for (int64_t kx = kx0; kx < kx1; ++kx) {
                         const float v = row[kx * p.dil_w];
-                        if (!(v <= best)) best = v;  // also takes NaN, as torch does
+                        if (v > best || std::isnan(v)) best = v;  // NaN wins and stays, as in torch
                     }
                 }
                 out[oy * p.ow + ox] = best;
