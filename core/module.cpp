@@ -3,7 +3,16 @@
 
 #include <sstream>
 
+#include <atomic>
+
 namespace strata {
+
+namespace {
+std::atomic<uint64_t> g_weights_epoch{1};
+}
+
+uint64_t weights_epoch() { return g_weights_epoch.load(std::memory_order_acquire); }
+void notify_weights_changed() { g_weights_epoch.fetch_add(1, std::memory_order_acq_rel); }
 
 Tensor Module::forward(const Tensor&, const RunOptions&) const {
     STRATA_FAIL(type_name(), " has no forward of its own; call its children");
@@ -138,6 +147,7 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
         const Tensor* src = state.find(key);
         if (src) Tensor(dst).copy_from(*src);
     }
+    notify_weights_changed();
 }
 
 Tensor Module::run_child(const std::string& name, const Module& child, const Tensor& x,

@@ -19,6 +19,12 @@ namespace strata {
 
 using StateDict = OrderedDict<Tensor>;
 
+// Weight caches (pre-packed, BatchNorm-folded weights) are tagged with this epoch and rebuilt
+// when it moves. load_state_dict, fill_deterministic and init_like_torchvision move it; code
+// that writes parameters through their data pointers must call notify_weights_changed().
+uint64_t weights_epoch();
+void notify_weights_changed();
+
 class Module {
 public:
     virtual ~Module() = default;

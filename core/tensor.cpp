@@ -151,6 +151,7 @@ int64_t Tensor::size(int64_t d) const {
 }
 
 bool Tensor::is_contiguous() const {
+    if (numel_ == 0) return true;  // an empty tensor has no element out of place
     int64_t expected = 1;
     for (size_t i = shape_.size(); i-- > 0;) {
         if (shape_[i] != 1 && strides_[i] != expected) return false;

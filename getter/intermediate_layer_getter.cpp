@@ -58,27 +58,24 @@ IntermediateLayerGetter::IntermediateLayerGetter(const Module& model, const Retu
     // 2. Truncation: keep children in model order up to the last requested one. With nothing
     //    requested, torchvision keeps the first child and returns nothing; so do we.
     std::set<std::string> remaining = seen_layers;
+    std::vector<SequenceRunner::Step> steps;
     for (const auto& [name, child] : children) {
         std::string out_name;
         for (const auto& [layer, new_name] : return_layers)
             if (layer == name) out_name = new_name;
         add_child(name, child);
-        steps_.push_back({name, model.child_input_adapter(name), out_name});
+        steps.push_back({name, child, model.child_input_adapter(name), out_name});
         remaining.erase(name);
         if (remaining.empty()) break;
     }
+    runner_ = std::make_unique<SequenceRunner>(std::move(steps));
 }
 
 OrderedDict<Tensor> IntermediateLayerGetter::operator()(const Tensor& x,
                                                         const RunOptions& options) const {
     // 3. Collection: each kept child on the previous output; requested ones in model order.
     OrderedDict<Tensor> out;
-    Tensor y = x;
-    for (const Step& step : steps_) {
-        if (step.adapter) y = step.adapter(y);
-        y = run_child(step.child_name, *named_children().at(step.child_name), y, options);
-        if (!step.out_name.empty()) out.insert(step.out_name, y);
-    }
+    runner_->run(x, options, &out);
     return out;
 }
 

@@ -15,7 +15,10 @@
 #include <utility>
 #include <vector>
 
+#include <memory>
+
 #include "../core/module.h"
+#include "../layers/fused_conv2d.h"
 
 namespace strata {
 
@@ -35,13 +38,10 @@ public:
     const ReturnLayers& return_layers() const { return return_layers_; }
 
 private:
-    struct Step {
-        std::string child_name;
-        InputAdapter adapter;   // the model's glue before this child, or nullptr
-        std::string out_name;   // "" when this child's output is not returned
-    };
     ReturnLayers return_layers_;
-    std::vector<Step> steps_;
+    // The kept children in order, with their adapters and new names; it fuses
+    // Conv2d -> BatchNorm2d -> ReLU runs only where the intermediate outputs are not requested.
+    std::unique_ptr<SequenceRunner> runner_;
 };
 
 }  // namespace strata

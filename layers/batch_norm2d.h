@@ -16,6 +16,10 @@ public:
 
     int64_t num_features() const { return num_features_; }
     double eps() const { return eps_; }
+    const Tensor& weight() const { return weight_; }
+    const Tensor& bias() const { return bias_; }
+    const Tensor& running_mean() const { return running_mean_; }
+    const Tensor& running_var() const { return running_var_; }
 
 private:
     int64_t num_features_;

@@ -34,8 +34,7 @@ std::string Conv2d::extra_repr() const {
     return s;
 }
 
-Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
-    const Tensor x = expect_nchw(input, "Conv2d");
+Conv2dParams Conv2d::params_for(const Tensor& x) const {
     STRATA_CHECK(x.size(1) == in_channels_, "expected ", in_channels_, " input channels, got ",
                  x.size(1), " (input shape ", shape_str(x.shape()), ")");
     Conv2dParams p{};
@@ -48,16 +47,27 @@ Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
     STRATA_CHECK(p.compute_output_size(), "input of spatial size ", p.h, "x", p.w, " (padded ",
                  p.h + 2 * p.pad_h, "x", p.w + 2 * p.pad_w, ") is smaller than the kernel ",
                  dilation_.h * (p.kh - 1) + 1, "x", dilation_.w * (p.kw - 1) + 1);
+    return p;
+}
+
+Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
+    const Tensor x = expect_nchw(input, "Conv2d");
+    const Conv2dParams p = params_for(x);
     Tensor y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
     const float* b = bias_.defined() ? bias_.data<float>() : nullptr;
     switch (options.backend) {
         case Backend::Reference:
             reference::conv2d(p, x.data<float>(), weight_.data<float>(), b, y.data<float>());
             break;
-        case Backend::Cpu:
-            cpu::conv2d(p, x.data<float>(), weight_.data<float>(), b, y.data<float>(),
-                        options.threads());
+        case Backend::Cpu: {
+            const auto packed = packed_.get([&] {
+                return cpu::pack_conv2d_weight(p.oc, weight_.numel() / p.oc, p.groups, weight_.data<float>());
+            });
+            Conv2dEpilogue epilogue;
+            epilogue.bias = b;
+            cpu::conv2d_packed(p, x.data<float>(), *packed, epilogue, y.data<float>(), options.threads());
             break;
+        }
     }
     return y;
 }

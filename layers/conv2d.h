@@ -1,7 +1,9 @@
 // Conv2d with torch.nn.Conv2d's arguments and defaults; parameters `weight` [out, in/groups,
 // kh, kw] and `bias` [out].
 #pragma once
+#include "../core/epoch_cache.h"
 #include "../core/module.h"
+#include "../kernels/conv2d.h"
 #include "common.h"
 
 namespace strata {
@@ -19,12 +21,18 @@ public:
     int64_t out_channels() const { return out_channels_; }
     const Tensor& weight() const { return weight_; }
     const Tensor& bias() const { return bias_; }  // undefined when bias=false
+    int64_t groups() const { return groups_; }
+
+    // Checks that `x` fits this convolution (errors as "expected 64 input channels, got 3")
+    // and returns the kernel parameters for it.
+    Conv2dParams params_for(const Tensor& x) const;
 
 private:
     int64_t in_channels_, out_channels_;
     Size2 kernel_size_, stride_, padding_, dilation_;
     int64_t groups_;
     Tensor weight_, bias_;
+    EpochCache<cpu::PackedConv2dWeight> packed_;  // the CPU backend's pre-packed weights
 };
 
 }  // namespace strata

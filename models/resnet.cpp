@@ -21,7 +21,45 @@ BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride,
     if (downsample) downsample_ = register_module("downsample", std::move(downsample));
 }
 
+namespace {
+
+// A block's fused form runs a FusedConv2d; its errors carry the convolution's name.
+Tensor run_fused(const char* name, const FusedConv2d& f, const Tensor& x, const Tensor* residual,
+                 const RunOptions& o) {
+    try {
+        return f.forward(x, residual, o);
+    } catch (const Error& e) {
+        throw e.within(name);
+    }
+}
+
+// downsample = Sequential(Conv2d, BatchNorm2d), folded into one FusedConv2d.
+std::unique_ptr<FusedConv2d> fuse_downsample(const std::shared_ptr<Module>& downsample) {
+    if (!downsample) return nullptr;
+    const auto* conv = dynamic_cast<const Conv2d*>(downsample->child("0").get());
+    const auto* bn = dynamic_cast<const BatchNorm2d*>(downsample->child("1").get());
+    STRATA_CHECK(conv && bn, "downsample must be Sequential(Conv2d, BatchNorm2d)");
+    return std::make_unique<FusedConv2d>(*conv, bn, false);
+}
+
+}  // namespace
+
+struct BasicBlock::Fused {
+    FusedConv2d c1, c2;
+    std::unique_ptr<FusedConv2d> down;
+};
+
 Tensor BasicBlock::forward(const Tensor& x, const RunOptions& o) const {
+    if (o.backend == Backend::Cpu) {
+        // relu(bn2(conv2(relu(bn1(conv1(x))))) + identity) as three fused convolutions.
+        const auto f = fused_.get([&] {
+            return Fused{FusedConv2d(*conv1_, bn1_.get(), true), FusedConv2d(*conv2_, bn2_.get(), true),
+                         fuse_downsample(downsample_)};
+        });
+        const Tensor t = run_fused("conv1", f->c1, x, nullptr, o);
+        const Tensor identity = f->down ? run_fused("downsample.0", *f->down, x, nullptr, o) : x;
+        return run_fused("conv2", f->c2, t, &identity, o);
+    }
     Tensor out = run_child("conv1", *conv1_, x, o);
     out = run_child("bn1", *bn1_, out, o);
     out = run_child("relu", *relu_, out, o);
@@ -43,7 +81,22 @@ Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride,
     if (downsample) downsample_ = register_module("downsample", std::move(downsample));
 }
 
+struct Bottleneck::Fused {
+    FusedConv2d c1, c2, c3;
+    std::unique_ptr<FusedConv2d> down;
+};
+
 Tensor Bottleneck::forward(const Tensor& x, const RunOptions& o) const {
+    if (o.backend == Backend::Cpu) {
+        const auto f = fused_.get([&] {
+            return Fused{FusedConv2d(*conv1_, bn1_.get(), true), FusedConv2d(*conv2_, bn2_.get(), true),
+                         FusedConv2d(*conv3_, bn3_.get(), true), fuse_downsample(downsample_)};
+        });
+        Tensor t = run_fused("conv1", f->c1, x, nullptr, o);
+        t = run_fused("conv2", f->c2, t, nullptr, o);
+        const Tensor identity = f->down ? run_fused("downsample.0", *f->down, x, nullptr, o) : x;
+        return run_fused("conv3", f->c3, t, &identity, o);
+    }
     Tensor out = run_child("conv1", *conv1_, x, o);
     out = run_child("bn1", *bn1_, out, o);
     out = run_child("relu", *relu_, out, o);
@@ -96,6 +149,10 @@ ResNet::ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes
     register_module("layer4", make_layer(block, inplanes, 512, layers[3], 2));
     register_module("avgpool", std::make_shared<AdaptiveAvgPool2d>(Size2(1, 1)));
     register_module("fc", std::make_shared<Linear>(inplanes, num_classes));
+    std::vector<SequenceRunner::Step> steps;
+    for (const auto& [name, child] : named_children())
+        steps.push_back({name, child, child_input_adapter(name), ""});
+    runner_ = std::make_unique<SequenceRunner>(std::move(steps));
 }
 
 Module::InputAdapter ResNet::child_input_adapter(const std::string& child_name) const {
@@ -105,12 +162,7 @@ Module::InputAdapter ResNet::child_input_adapter(const std::string& child_name) 
 }
 
 Tensor ResNet::forward(const Tensor& x, const RunOptions& options) const {
-    Tensor y = x;
-    for (const auto& [name, child] : named_children()) {
-        if (auto adapt = child_input_adapter(name)) y = adapt(y);
-        y = run_child(name, *child, y, options);
-    }
-    return y;
+    return runner_->run(x, options, nullptr);
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include "../core/module.h"
 #include "../layers/batch_norm2d.h"
 #include "../layers/conv2d.h"
+#include "../layers/fused_conv2d.h"
 
 namespace strata {
 namespace models {
@@ -25,9 +26,11 @@ public:
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
 
 private:
+    struct Fused;  // conv1+bn1+relu, conv2+bn2+add+relu, downsample conv+bn
     std::shared_ptr<Conv2d> conv1_, conv2_;
     std::shared_ptr<BatchNorm2d> bn1_, bn2_;
     std::shared_ptr<Module> relu_, downsample_;
+    EpochCache<Fused> fused_;
 };
 
 // 1x1 -> 3x3 (stride here, torchvision's "ResNet v1.5") -> 1x1 (x4 channels), + identity
@@ -39,9 +42,11 @@ public:
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
 
 private:
+    struct Fused;
     std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
     std::shared_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
     std::shared_ptr<Module> relu_, downsample_;
+    EpochCache<Fused> fused_;
 };
 
 enum class BlockKind { Basic, Bottleneck };
@@ -52,6 +57,9 @@ public:
     std::string type_name() const override { return "ResNet"; }
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
     InputAdapter child_input_adapter(const std::string& child_name) const override;
+
+private:
+    std::unique_ptr<SequenceRunner> runner_;  // the children in order, stem conv+bn+relu fused
 };
 
 // Built and initialised like torchvision's constructors (see init_like_torchvision), under `seed`.

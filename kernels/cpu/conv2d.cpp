@@ -145,3 +145,287 @@ void conv2d(const Conv2dParams& p, const float* x, const float* weight, const fl
 
 }  // namespace cpu
 }  // namespace strata
+
+// =========================================================================================
+// The fast path: packed weights + AVX-512 microkernel + fused epilogue.
+//
+// Per image and group the convolution is a GEMM  Y[oc, j] = sum_k A[oc, k] * B[k, j]  where
+// k runs over (input channel, ky, kx). Instead of materialising B (im2col), each row k of B is
+// a pointer offset into a source buffer:
+//   stride 1: the source is the zero-padded input, [c][hp][wp] with hp = h + 2*pad_h, and the
+//             output is computed on the padded grid: j = oy*wp + ox. Then the input for tap
+//             (ci, ky, kx) is simply source[j + ci*hp*wp + ky*dil_h*wp + kx*dil_w] -- every row
+//             of B is contiguous, shifted. Columns ox >= ow of each row are junk and dropped
+//             when the result is compacted into y (which also applies residual and ReLU).
+//   stride>1: the source is an im2col buffer [K][oh*ow] and row k starts at k*oh*ow.
+// The microkernel keeps an 8 x (16*NV) tile of Y in 24 zmm registers for the whole K loop:
+// per k it loads NV vectors of B and broadcasts 8 weights (FMA with memory operand).
+// =========================================================================================
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace strata {
+namespace cpu {
+
+namespace {
+
+std::shared_ptr<float> aligned_floats(int64_t n) {
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
+    float* p = static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
+    if (!p) throw std::bad_alloc();
+    return std::shared_ptr<float>(p, [](float* q) { std::free(q); });
+}
+
+}  // namespace
+
+PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, const float* weight) {
+    PackedConv2dWeight w;
+    w.oc = oc;
+    w.K = K;
+    w.groups = groups;
+    const int64_t ocg = oc / groups;
+#if defined(__AVX512F__)
+    w.blocks_per_group = (ocg + kPackRows - 1) / kPackRows;
+    const int64_t block_size = K * kPackRows;
+    w.data = aligned_floats(groups * w.blocks_per_group * block_size);
+    float* out = w.data.get();
+    for (int64_t g = 0; g < groups; ++g)
+        for (int64_t b = 0; b < w.blocks_per_group; ++b) {
+            float* block = out + (g * w.blocks_per_group + b) * block_size;
+            for (int64_t k = 0; k < K; ++k)
+                for (int64_t r = 0; r < kPackRows; ++r) {
+                    const int64_t o = b * kPackRows + r;
+                    block[k * kPackRows + r] = o < ocg ? weight[(g * ocg + o) * K + k] : 0.0f;
+                }
+        }
+#else
+    w.blocks_per_group = 0;
+    w.data = aligned_floats(oc * K);
+    std::memcpy(w.data.get(), weight, static_cast<size_t>(oc * K) * sizeof(float));
+#endif
+    return w;
+}
+
+#if defined(__AVX512F__)
+namespace {
+
+constexpr int kMR = kPackRows;  // output channels per tile
+constexpr int kMaxNV = 3;       // 16-float vectors per tile row: tiles are up to 8 x 48
+
+// Y tile [rows <= 8][16*NV] (the last vector masked by `tail`) =
+//   epilogue( sum_k A[k][0..7] * B[offs[k] + 0 .. 16*NV) )
+// A: [K][8] packed weights. C: row r at C + r*ldc. residual (if any): row r at R + r*ldc.
+template <int NV>
+void microkernel(int64_t K, const float* __restrict A, const float* __restrict B,
+                 const int64_t* __restrict offs, float* C, int64_t ldc, int rows, __mmask16 tail,
+                 const float* bias, const float* R, bool relu) {
+    __m512 acc[kMR][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r)
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+
+    for (int64_t k = 0; k < K; ++k) {
+        const float* b = B + offs[k];
+        __m512 bv[NV];
+#pragma GCC unroll 3
+        for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+        bv[NV - 1] = _mm512_maskz_loadu_ps(tail, b + 16 * (NV - 1));
+        const float* a = A + k * kMR;
+#pragma GCC unroll 8
+        for (int r = 0; r < kMR; ++r) {
+            const __m512 av = _mm512_set1_ps(a[r]);
+#pragma GCC unroll 3
+            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+
+    // Fully unrolled with a compile-time row index so `acc` stays in registers; rows past
+    // `rows` (the zero-padded tail of the last block) are not stored.
+    const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r) {
+        if (r >= rows) break;
+        const __m512 bias_v = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; ++v) {
+            const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xffff);
+            __m512 out = _mm512_add_ps(acc[r][v], bias_v);
+            if (R) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, R + r * ldc + 16 * v));
+            if (relu) out = _mm512_max_ps(zero, out);  // max(0, NaN) is NaN: NaN kept, as torch
+            _mm512_mask_storeu_ps(C + r * ldc + 16 * v, m, out);
+        }
+    }
+}
+
+// One tile: dispatch on the number of vectors the columns [j0, j1) need.
+inline void tile(int64_t K, const float* A, const float* B, const int64_t* offs, float* C,
+                 int64_t ldc, int rows, int64_t width, const float* bias, const float* R, bool relu) {
+    const int nv = static_cast<int>((width + 15) / 16);
+    const int rem = static_cast<int>(width - 16 * (nv - 1));
+    const __mmask16 tail = static_cast<__mmask16>(rem == 16 ? 0xffff : (1u << rem) - 1);
+    switch (nv) {
+        case 1: microkernel<1>(K, A, B, offs, C, ldc, rows, tail, bias, R, relu); break;
+        case 2: microkernel<2>(K, A, B, offs, C, ldc, rows, tail, bias, R, relu); break;
+        default: microkernel<3>(K, A, B, offs, C, ldc, rows, tail, bias, R, relu); break;
+    }
+}
+
+}  // namespace
+
+void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
+                   const Conv2dEpilogue& e, float* y, int threads) {
+    const int64_t cg = p.c / p.groups, ocg = p.oc / p.groups;
+    const int64_t K = cg * p.kh * p.kw;
+    const bool unit_stride = p.stride_h == 1 && p.stride_w == 1;
+    // Stride 1 computes on the padded grid (row pitch wp); a 1x1 unpadded kernel reads x as is.
+    const bool in_place = unit_stride && p.kh == 1 && p.kw == 1 && p.pad_h == 0 && p.pad_w == 0;
+    const int64_t hp = p.h + 2 * p.pad_h, wp = p.w + 2 * p.pad_w;
+    const int64_t npix = p.oh * p.ow;
+    const int64_t ncols = unit_stride ? p.oh * wp : npix;  // columns of the GEMM
+    const bool compact = unit_stride && wp != p.ow;       // junk columns to drop afterwards
+    // Reads of the last row's junk columns run up to (kw-1)*dil_w past the padded plane.
+    const int64_t slack = (p.kw - 1) * p.dil_w + 16;
+
+    // Row offsets of B, per group-local input channel and tap.
+    std::vector<int64_t> offs(static_cast<size_t>(K));
+    for (int64_t ci = 0; ci < cg; ++ci)
+        for (int64_t ky = 0; ky < p.kh; ++ky)
+            for (int64_t kx = 0; kx < p.kw; ++kx) {
+                const int64_t k = (ci * p.kh + ky) * p.kw + kx;
+                offs[k] = unit_stride ? (in_place ? ci * p.h * p.w : ci * hp * wp + ky * p.dil_h * wp + kx * p.dil_w)
+                                      : k * npix;
+            }
+
+    const int64_t source_size = in_place ? 0 : unit_stride ? p.c * hp * wp + slack : p.groups * K * npix;
+    std::shared_ptr<float> source = source_size ? aligned_floats(source_size) : nullptr;
+    std::shared_ptr<float> scratch = compact ? aligned_floats(p.oc * ncols) : nullptr;
+
+    const int64_t panel = 16 * kMaxNV;
+    const int64_t panels = (ncols + panel - 1) / panel;
+    const int64_t chunk_panels = 4;  // panels per task: B chunk stays in L2 while A blocks stream
+    const int64_t chunks = (panels + chunk_panels - 1) / chunk_panels;
+    // Split output channels too when there are few column chunks (small images, batch 1).
+    const int64_t oc_blocks = w.blocks_per_group;
+    int64_t oc_split = 1;
+    while (chunks * oc_split < 4 * threads && oc_split * 2 <= oc_blocks) oc_split *= 2;
+    const int64_t tasks = chunks * oc_split;
+
+#pragma omp parallel num_threads(threads)
+    for (int64_t n = 0; n < p.n; ++n) {
+        const float* xn = x + n * p.c * p.h * p.w;
+        float* yn = y + n * p.oc * npix;
+        const float* rn = e.residual ? e.residual + n * p.oc * npix : nullptr;
+        // 1. The source of B: padded copy, im2col, or x itself.
+        float* src = source.get();
+        if (unit_stride && !in_place) {
+#pragma omp for schedule(static)
+            for (int64_t c = 0; c < p.c; ++c) {
+                float* plane = src + c * hp * wp;
+                const float* in = xn + c * p.h * p.w;
+                std::memset(plane, 0, sizeof(float) * static_cast<size_t>(p.pad_h * wp));
+                for (int64_t i = 0; i < p.h; ++i) {
+                    float* row = plane + (i + p.pad_h) * wp;
+                    std::memset(row, 0, sizeof(float) * static_cast<size_t>(p.pad_w));
+                    std::memcpy(row + p.pad_w, in + i * p.w, sizeof(float) * static_cast<size_t>(p.w));
+                    std::memset(row + p.pad_w + p.w, 0, sizeof(float) * static_cast<size_t>(p.pad_w));
+                }
+                std::memset(plane + (p.pad_h + p.h) * wp, 0, sizeof(float) * static_cast<size_t>(p.pad_h * wp));
+            }
+#pragma omp single
+            std::memset(src + p.c * hp * wp, 0, sizeof(float) * static_cast<size_t>(slack));
+        } else if (!unit_stride) {
+#pragma omp for schedule(static)
+            for (int64_t gk = 0; gk < p.groups * K; ++gk) {
+                const int64_t g = gk / K, k = gk % K;
+                im2col_rows(p, xn + g * cg * p.h * p.w, src + g * K * npix, k, k + 1);
+            }
+        }
+        // (implicit barrier after each omp for / single)
+
+        // 2. GEMM tiles, with the epilogue fused where the output is written in place.
+        for (int64_t g = 0; g < p.groups; ++g) {
+            const float* B = in_place ? xn + g * cg * p.h * p.w
+                                      : unit_stride ? src + g * cg * hp * wp : src + g * K * npix;
+            float* C = compact ? scratch.get() + g * ocg * ncols : yn + g * ocg * npix;
+            const float* bias = e.bias ? e.bias + g * ocg : nullptr;
+            const float* R = (!compact && rn) ? rn + g * ocg * npix : nullptr;
+            // In a compacted output the residual and ReLU come in step 3.
+            const bool relu_here = e.relu && !(compact && rn);
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < tasks; ++t) {
+                const int64_t chunk = t / oc_split, part = t % oc_split;
+                const int64_t b0 = oc_blocks * part / oc_split, b1 = oc_blocks * (part + 1) / oc_split;
+                const int64_t j_begin = chunk * chunk_panels * panel;
+                const int64_t j_end = std::min(ncols, j_begin + chunk_panels * panel);
+                for (int64_t b = b0; b < b1; ++b) {
+                    const float* A = w.data.get() + (g * oc_blocks + b) * K * kMR;
+                    const int rows = static_cast<int>(std::min<int64_t>(kMR, ocg - b * kMR));
+                    for (int64_t j = j_begin; j < j_end; j += panel) {
+                        const int64_t width = std::min(panel, j_end - j);
+                        tile(K, A, B + j, offs.data(), C + b * kMR * ncols + j, ncols, rows, width,
+                             bias ? bias + b * kMR : nullptr, R ? R + b * kMR * ncols + j : nullptr,
+                             relu_here);
+                    }
+                }
+            }
+        }
+
+        // 3. Drop the junk columns of the padded grid; add the residual and ReLU there.
+        if (compact) {
+            const bool late_relu = e.relu && rn;
+#pragma omp for schedule(static)
+            for (int64_t o = 0; o < p.oc; ++o)
+                for (int64_t i = 0; i < p.oh; ++i) {
+                    const float* s = scratch.get() + o * ncols + i * wp;
+                    float* d = yn + o * npix + i * p.ow;
+                    if (rn) {
+                        const float* r = rn + o * npix + i * p.ow;
+                        if (late_relu) {
+#pragma omp simd
+                            for (int64_t j = 0; j < p.ow; ++j) {
+                                const float v = s[j] + r[j];
+                                d[j] = v < 0.0f ? 0.0f : v;
+                            }
+                        } else {
+#pragma omp simd
+                            for (int64_t j = 0; j < p.ow; ++j) d[j] = s[j] + r[j];
+                        }
+                    } else {
+                        std::memcpy(d, s, sizeof(float) * static_cast<size_t>(p.ow));
+                    }
+                }
+        }
+    }
+}
+
+}  // namespace cpu
+}  // namespace strata
+
+#else  // no AVX-512: the packed path is im2col + Eigen with a separate epilogue pass
+
+namespace strata {
+namespace cpu {
+
+void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
+                   const Conv2dEpilogue& e, float* y, int threads) {
+    conv2d(p, x, w.data.get(), e.bias, y, threads);
+    const int64_t n = p.n * p.oc * p.oh * p.ow;
+    if (e.residual || e.relu) {
+#pragma omp parallel for simd num_threads(threads) schedule(static)
+        for (int64_t i = 0; i < n; ++i) {
+            float v = y[i] + (e.residual ? e.residual[i] : 0.0f);
+            y[i] = (e.relu && v < 0.0f) ? 0.0f : v;
+        }
+    }
+}
+
+}  // namespace cpu
+}  // namespace strata
+
+#endif

@@ -1,0 +1,106 @@
+#include "fused_conv2d.h"
+
+#include <cmath>
+#include <vector>
+
+#include "relu.h"
+
+namespace strata {
+
+FusedConv2d::FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu) : conv_(&conv), relu_(relu) {
+    const Tensor& w = conv.weight();
+    const int64_t oc = w.size(0), K = w.numel() / oc;
+    std::vector<float> folded(w.data<float>(), w.data<float>() + w.numel());
+    bias_ = Tensor::zeros({oc});
+    float* b = bias_.data<float>();
+    if (conv.bias().defined())
+        for (int64_t o = 0; o < oc; ++o) b[o] = conv.bias().data<float>()[o];
+    if (bn) {
+        STRATA_CHECK(bn->num_features() == oc, "cannot fold BatchNorm2d(", bn->num_features(),
+                     ") into a convolution with ", oc, " output channels");
+        const float* gamma = bn->weight().data<float>();
+        const float* beta = bn->bias().data<float>();
+        const float* mean = bn->running_mean().data<float>();
+        const float* var = bn->running_var().data<float>();
+        for (int64_t o = 0; o < oc; ++o) {
+            const double scale = gamma[o] / std::sqrt(static_cast<double>(var[o]) + bn->eps());
+            for (int64_t k = 0; k < K; ++k) folded[o * K + k] = static_cast<float>(folded[o * K + k] * scale);
+            b[o] = static_cast<float>(beta[o] + (static_cast<double>(b[o]) - mean[o]) * scale);
+        }
+    }
+    packed_ = cpu::pack_conv2d_weight(oc, K, conv.groups(), folded.data());
+}
+
+Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
+    STRATA_CHECK(options.backend == Backend::Cpu, "fused convolution runs on the cpu backend, not ",
+                 backend_name(options.backend));
+    const Tensor x = expect_nchw(input, "Conv2d");
+    const Conv2dParams p = conv_->params_for(x);
+    Tensor y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
+    Tensor r;
+    Conv2dEpilogue e;
+    e.bias = bias_.data<float>();
+    e.relu = relu_;
+    if (residual) {
+        STRATA_CHECK(residual->shape() == y.shape(), "residual of shape ", shape_str(residual->shape()),
+                     " for an output of shape ", shape_str(y.shape()));
+        r = residual->contiguous();
+        e.residual = r.data<float>();
+    }
+    cpu::conv2d_packed(p, x.data<float>(), packed_, e, y.data<float>(), options.threads());
+    return y;
+}
+
+SequenceRunner::SequenceRunner(std::vector<Step> steps) : steps_(std::move(steps)) {
+    for (size_t i = 0; i < steps_.size();) {
+        Group g;
+        g.first = i;
+        const auto* conv = dynamic_cast<const Conv2d*>(steps_[i].module.get());
+        const bool next_is_bn = i + 1 < steps_.size() && !steps_[i + 1].adapter &&
+                                dynamic_cast<const BatchNorm2d*>(steps_[i + 1].module.get());
+        if (conv && next_is_bn && steps_[i].out_name.empty()) {
+            g.count = 2;
+            if (i + 2 < steps_.size() && !steps_[i + 2].adapter && steps_[i + 1].out_name.empty() &&
+                dynamic_cast<const ReLU*>(steps_[i + 2].module.get()))
+                g.count = 3;
+            g.fused = std::make_unique<EpochCache<FusedConv2d>>();
+        }
+        i += g.count;
+        groups_.push_back(std::move(g));
+    }
+}
+
+Tensor SequenceRunner::run(const Tensor& x, const RunOptions& options, OrderedDict<Tensor>* out) const {
+    Tensor y = x;
+    for (const Group& g : groups_) {
+        if (g.fused && options.backend == Backend::Cpu) {
+            const Step& first = steps_[g.first];
+            if (first.adapter) y = first.adapter(y);
+            try {
+                const auto fused = g.fused->get([&] {
+                    return FusedConv2d(static_cast<const Conv2d&>(*first.module),
+                                       &static_cast<const BatchNorm2d&>(*steps_[g.first + 1].module), g.count == 3);
+                });
+                y = fused->forward(y, nullptr, options);
+            } catch (const Error& e) {
+                throw e.within(first.name);
+            }
+            const Step& last = steps_[g.first + g.count - 1];
+            if (out && !last.out_name.empty()) out->insert(last.out_name, y);
+            continue;
+        }
+        for (size_t i = g.first; i < g.first + g.count; ++i) {
+            const Step& s = steps_[i];
+            if (s.adapter) y = s.adapter(y);
+            try {
+                y = s.module->forward(y, options);
+            } catch (const Error& e) {
+                throw e.within(s.name);
+            }
+            if (out && !s.out_name.empty()) out->insert(s.out_name, y);
+        }
+    }
+    return y;
+}
+
+}  // namespace strata

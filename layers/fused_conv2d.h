@@ -1,0 +1,62 @@
+// Inference-time fusion for the CPU backend.
+//
+// FusedConv2d is Conv2d with a following BatchNorm2d folded into its weights and bias
+//   scale[o] = gamma[o] / sqrt(var[o] + eps),  W'[o] = W[o] * scale[o],
+//   b'[o] = beta[o] + (b[o] - mean[o]) * scale[o]
+// and an epilogue (+ residual, ReLU) applied as the output is written. Weights are packed once.
+//
+// SequenceRunner runs a list of children (a model's, or a getter's kept ones) and fuses each
+// Conv2d -> BatchNorm2d [-> ReLU] run into one FusedConv2d, but only across boundaries whose
+// outputs nobody asked for: a requested conv1 keeps its raw convolution, a requested bn1 its
+// BatchNorm output. Fused weights are rebuilt whenever weights_epoch() moves.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/epoch_cache.h"
+#include "../core/module.h"
+#include "batch_norm2d.h"
+#include "conv2d.h"
+
+namespace strata {
+
+class FusedConv2d {
+public:
+    FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu);
+    // x: [N, C, H, W]; residual (or nullptr): the output's shape, added before the ReLU.
+    Tensor forward(const Tensor& x, const Tensor* residual, const RunOptions& options) const;
+
+private:
+    const Conv2d* conv_;  // for input checks and geometry; the weights used are the folded ones
+    cpu::PackedConv2dWeight packed_;
+    Tensor bias_;
+    bool relu_;
+};
+
+class SequenceRunner {
+public:
+    struct Step {
+        std::string name;
+        std::shared_ptr<Module> module;
+        Module::InputAdapter adapter;  // the model's glue before this child, or nullptr
+        std::string out_name;          // "" when this step's output is not returned
+    };
+    explicit SequenceRunner(std::vector<Step> steps);
+
+    // Runs every step on the previous one's output; requested outputs go into `out` (if given)
+    // in step order. Returns the last step's output.
+    Tensor run(const Tensor& x, const RunOptions& options, OrderedDict<Tensor>* out) const;
+
+    const std::vector<Step>& steps() const { return steps_; }
+
+private:
+    struct Group {
+        size_t first = 0, count = 1;  // count 1: a plain child; 2 or 3: conv + bn [+ relu]
+        std::unique_ptr<EpochCache<FusedConv2d>> fused;
+    };
+    std::vector<Step> steps_;
+    std::vector<Group> groups_;
+};
+
+}  // namespace strata
