@@ -1,7 +1,7 @@
 // 2-D convolution kernels, as torch.nn.functional.conv2d (cross-correlation, zero padding).
 //   x: [n, c, h, w]   weight: [oc, c / groups, kh, kw]   bias: [oc] or nullptr
 //   y: [n, oc, oh, ow], oh = (h + 2*pad_h - dil_h*(kh-1) - 1) / stride_h + 1 (same for w)
-// All tensors contiguous float32 NCHW.
+// All tensors contiguous float32 NCHW (cuda::conv2d: NCHW or NHWC, device memory).
 //   reference::conv2d  the readable spec (direct loops, double accumulation)
 //   cpu::conv2d        im2col + Eigen GEMM, for one-off calls with unpacked weights
 //   cpu::conv2d_packed the fast path: weights packed once (pack_conv2d_weight), an AVX-512
@@ -50,6 +50,34 @@ constexpr int kPackRows = 8;
 PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, const float* weight);
 void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
                    const Conv2dEpilogue& epilogue, float* y, int threads);
+
+// Winograd F(m x m, 3 x 3) for 3x3, stride 1, dilation 1, ungrouped convolutions (m = 2 or 4;
+// kernels/cpu/conv2d_winograd.cpp). Each m x m output tile costs (m+2)^2 multiplies per
+// (input, output) channel pair instead of 9 m^2: 2.25x fewer for m = 2, 4x for m = 4, at the
+// price of float32 rounding: about 1e-6 (m = 2) and 1e-5..1e-4 (m = 4) relative to max|y|.
+// Weights are transformed once: U[(m+2)^2][oc blocks of 8][c][8].
+struct WinogradConv2dWeight {
+    int m = 0;
+    int64_t oc = 0, c = 0, blocks = 0;
+    std::shared_ptr<float> data;
+};
+bool winograd_applicable(const Conv2dParams& p);
+// The tile size for n images of oh x ow outputs: the m with the fewest multiplies once border
+// tiles and partly used vectors are counted, or 0 when the direct kernel is cheaper.
+int winograd_tile_for(int64_t n, int64_t oh, int64_t ow);  // 0: use the direct kernel
+WinogradConv2dWeight pack_conv2d_winograd(int m, int64_t oc, int64_t c, const float* weight);
+void conv2d_winograd(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w,
+                     const Conv2dEpilogue& epilogue, float* y, int threads);
 }  // namespace cpu
+
+class CudaContext;
+namespace cuda {
+// cuDNN convolution on ctx's stream, all pointers device memory. With channels_last, x, y and
+// the residual are NHWC and weight is [oc, kh, kw, c/groups]; otherwise all NCHW as above.
+// The algorithm is cuDNN's fastest for this shape, searched once and cached in ctx. With ReLU
+// and a bias, bias + residual + ReLU run inside cudnnConvolutionBiasActivationForward.
+void conv2d(CudaContext& ctx, const Conv2dParams& p, const float* x, const float* weight,
+            const Conv2dEpilogue& epilogue, float* y, bool channels_last);
+}  // namespace cuda
 
 }  // namespace strata

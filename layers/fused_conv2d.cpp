@@ -10,7 +10,8 @@ namespace strata {
 FusedConv2d::FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu) : conv_(&conv), relu_(relu) {
     const Tensor& w = conv.weight();
     const int64_t oc = w.size(0), K = w.numel() / oc;
-    std::vector<float> folded(w.data<float>(), w.data<float>() + w.numel());
+    std::vector<float>& folded = folded_;
+    folded.assign(w.data<float>(), w.data<float>() + w.numel());
     bias_ = Tensor::zeros({oc});
     float* b = bias_.data<float>();
     if (conv.bias().defined())
@@ -28,8 +29,11 @@ FusedConv2d::FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu) :
             b[o] = static_cast<float>(beta[o] + (static_cast<double>(b[o]) - mean[o]) * scale);
         }
     }
-    packed_ = cpu::pack_conv2d_weight(oc, K, conv.groups(), folded.data());
 }
+
+FusedConv2d::FusedConv2d(FusedConv2d&& o) noexcept
+    : conv_(o.conv_), folded_(std::move(o.folded_)), bias_(std::move(o.bias_)), relu_(o.relu_),
+      direct_(std::move(o.direct_)), winograd_{std::move(o.winograd_[0]), std::move(o.winograd_[1])} {}
 
 Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
     STRATA_CHECK(options.backend == Backend::Cpu, "fused convolution runs on the cpu backend, not ",
@@ -47,7 +51,29 @@ Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const R
         r = residual->contiguous();
         e.residual = r.data<float>();
     }
-    cpu::conv2d_packed(p, x.data<float>(), packed_, e, y.data<float>(), options.threads());
+    const int m = cpu::winograd_applicable(p) ? cpu::winograd_tile_for(p.n, p.oh, p.ow) : 0;
+    if (m) {
+        std::shared_ptr<const cpu::WinogradConv2dWeight> packed;
+        {
+            std::lock_guard<std::mutex> lock(pack_mutex_);
+            auto& slot = winograd_[m == 4 ? 1 : 0];
+            if (!slot)
+                slot = std::make_shared<const cpu::WinogradConv2dWeight>(
+                    cpu::pack_conv2d_winograd(m, p.oc, p.c, folded_.data()));
+            packed = slot;
+        }
+        cpu::conv2d_winograd(p, x.data<float>(), *packed, e, y.data<float>(), options.threads());
+        return y;
+    }
+    std::shared_ptr<const cpu::PackedConv2dWeight> packed;
+    {
+        std::lock_guard<std::mutex> lock(pack_mutex_);
+        if (!direct_)
+            direct_ = std::make_shared<const cpu::PackedConv2dWeight>(cpu::pack_conv2d_weight(
+                p.oc, static_cast<int64_t>(folded_.size()) / p.oc, p.groups, folded_.data()));
+        packed = direct_;
+    }
+    cpu::conv2d_packed(p, x.data<float>(), *packed, e, y.data<float>(), options.threads());
     return y;
 }
 

@@ -11,6 +11,7 @@
 // BatchNorm output. Fused weights are rebuilt whenever weights_epoch() moves.
 #pragma once
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -24,14 +25,20 @@ namespace strata {
 class FusedConv2d {
 public:
     FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu);
+    FusedConv2d(FusedConv2d&& other) noexcept;  // (the mutex is not moved; a fresh one is made)
     // x: [N, C, H, W]; residual (or nullptr): the output's shape, added before the ReLU.
     Tensor forward(const Tensor& x, const Tensor* residual, const RunOptions& options) const;
 
 private:
     const Conv2d* conv_;  // for input checks and geometry; the weights used are the folded ones
-    cpu::PackedConv2dWeight packed_;
+    std::vector<float> folded_;  // [oc][c/groups][kh][kw], BatchNorm folded in
     Tensor bias_;
     bool relu_;
+    // Packed forms, made on first use: the direct kernel's, and Winograd's for m = 2 and 4
+    // (which one runs depends on the input size, see cpu::winograd_tile_for).
+    mutable std::mutex pack_mutex_;
+    mutable std::shared_ptr<const cpu::PackedConv2dWeight> direct_;
+    mutable std::shared_ptr<const cpu::WinogradConv2dWeight> winograd_[2];
 };
 
 class SequenceRunner {

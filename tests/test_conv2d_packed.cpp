@@ -110,3 +110,46 @@ TEST_CASE("conv2d_packed: random shapes, strides, paddings, dilations, groups an
     }
     REQUIRE(done == 150);
 }
+
+// Winograd F(2x2,3x3) and F(4x4,3x3) vs the reference. Their error is larger than the direct
+// kernel's: the input transform scales by up to 5 (F4) and the output transform by up to 8, and
+// each transformed product is rounded in float32. We measure max|diff| / max|ref| and require
+// <= 1e-5 for F2 and <= 1e-4 for F4 (the documented fast-path budget is 1e-3 end to end).
+TEST_CASE("conv2d_winograd: F(2,3) and F(4,3) match the reference on 3x3 stride-1 shapes") {
+    std::mt19937 rng(7);
+    auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+    int done = 0;
+    for (int i = 0; i < 60; ++i) {
+        Conv2dParams p{};
+        p.n = pick(1, 3); p.c = pick(1, 40); p.oc = pick(1, 70); p.groups = 1;
+        p.kh = p.kw = 3; p.stride_h = p.stride_w = 1; p.dil_h = p.dil_w = 1;
+        p.pad_h = pick(0, 2); p.pad_w = pick(0, 2);
+        p.h = pick(1, 30); p.w = pick(1, 37);
+        if (!p.compute_output_size()) continue;
+        REQUIRE(cpu::winograd_applicable(p));
+        const std::string key = "wino" + std::to_string(i);
+        const Tensor x = strata_test::random_tensor({p.n, p.c, p.h, p.w}, key + "x");
+        const Tensor w = strata_test::random_tensor({p.oc, p.c, 3, 3}, key + "w");
+        const Tensor b = strata_test::random_tensor({p.oc}, key + "b");
+        const Tensor r = strata_test::random_tensor({p.n, p.oc, p.oh, p.ow}, key + "r");
+        const bool use_res = pick(0, 1) == 1, relu = pick(0, 1) == 1;
+        Tensor expected = Tensor::empty({p.n, p.oc, p.oh, p.ow});
+        reference::conv2d(p, x.data<float>(), w.data<float>(), b.data<float>(), expected.data<float>());
+        if (use_res) reference::add(expected.data<float>(), r.data<float>(), expected.data<float>(), expected.numel(), relu);
+        else if (relu) reference::relu(expected.data<float>(), expected.data<float>(), expected.numel());
+        for (int m : {2, 4}) {
+            const auto packed = cpu::pack_conv2d_winograd(m, p.oc, p.c, w.data<float>());
+            Conv2dEpilogue e;
+            e.bias = b.data<float>();
+            e.residual = use_res ? r.data<float>() : nullptr;
+            e.relu = relu;
+            Tensor actual = Tensor::full({p.n, p.oc, p.oh, p.ow}, 12345.0f);
+            cpu::conv2d_winograd(p, x.data<float>(), packed, e, actual.data<float>(), pick(1, 3));
+            INFO("F(" << m << ",3) n=" << p.n << " c=" << p.c << " oc=" << p.oc << " h=" << p.h << " w=" << p.w
+                      << " pad=" << p.pad_h << "x" << p.pad_w << " residual=" << use_res << " relu=" << relu);
+            STRATA_REQUIRE_CLOSE(actual, expected, m == 2 ? 1e-5 : 1e-4, "winograd");
+        }
+        ++done;
+    }
+    REQUIRE(done >= 40);
+}

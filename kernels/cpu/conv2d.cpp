@@ -162,9 +162,7 @@ void conv2d(const Conv2dParams& p, const float* x, const float* weight, const fl
 // per k it loads NV vectors of B and broadcasts 8 weights (FMA with memory operand).
 // =========================================================================================
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "microkernel.h"
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -212,71 +210,9 @@ PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, con
 }
 
 #if defined(__AVX512F__)
-namespace {
-
-constexpr int kMR = kPackRows;  // output channels per tile
-constexpr int kMaxNV = 3;       // 16-float vectors per tile row: tiles are up to 8 x 48
-
-// Y tile [rows <= 8][16*NV] (the last vector masked by `tail`) =
-//   epilogue( sum_k A[k][0..7] * B[offs[k] + 0 .. 16*NV) )
-// A: [K][8] packed weights. C: row r at C + r*ldc. residual (if any): row r at R + r*ldc.
-template <int NV>
-void microkernel(int64_t K, const float* __restrict A, const float* __restrict B,
-                 const int64_t* __restrict offs, float* C, int64_t ldc, int rows, __mmask16 tail,
-                 const float* bias, const float* R, bool relu) {
-    __m512 acc[kMR][NV];
-#pragma GCC unroll 8
-    for (int r = 0; r < kMR; ++r)
-#pragma GCC unroll 3
-        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-
-    for (int64_t k = 0; k < K; ++k) {
-        const float* b = B + offs[k];
-        __m512 bv[NV];
-#pragma GCC unroll 3
-        for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
-        bv[NV - 1] = _mm512_maskz_loadu_ps(tail, b + 16 * (NV - 1));
-        const float* a = A + k * kMR;
-#pragma GCC unroll 8
-        for (int r = 0; r < kMR; ++r) {
-            const __m512 av = _mm512_set1_ps(a[r]);
-#pragma GCC unroll 3
-            for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-        }
-    }
-
-    // Fully unrolled with a compile-time row index so `acc` stays in registers; rows past
-    // `rows` (the zero-padded tail of the last block) are not stored.
-    const __m512 zero = _mm512_setzero_ps();
-#pragma GCC unroll 8
-    for (int r = 0; r < kMR; ++r) {
-        if (r >= rows) break;
-        const __m512 bias_v = _mm512_set1_ps(bias ? bias[r] : 0.0f);
-#pragma GCC unroll 3
-        for (int v = 0; v < NV; ++v) {
-            const __mmask16 m = v == NV - 1 ? tail : static_cast<__mmask16>(0xffff);
-            __m512 out = _mm512_add_ps(acc[r][v], bias_v);
-            if (R) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, R + r * ldc + 16 * v));
-            if (relu) out = _mm512_max_ps(zero, out);  // max(0, NaN) is NaN: NaN kept, as torch
-            _mm512_mask_storeu_ps(C + r * ldc + 16 * v, m, out);
-        }
-    }
-}
-
-// One tile: dispatch on the number of vectors the columns [j0, j1) need.
-inline void tile(int64_t K, const float* A, const float* B, const int64_t* offs, float* C,
-                 int64_t ldc, int rows, int64_t width, const float* bias, const float* R, bool relu) {
-    const int nv = static_cast<int>((width + 15) / 16);
-    const int rem = static_cast<int>(width - 16 * (nv - 1));
-    const __mmask16 tail = static_cast<__mmask16>(rem == 16 ? 0xffff : (1u << rem) - 1);
-    switch (nv) {
-        case 1: microkernel<1>(K, A, B, offs, C, ldc, rows, tail, bias, R, relu); break;
-        case 2: microkernel<2>(K, A, B, offs, C, ldc, rows, tail, bias, R, relu); break;
-        default: microkernel<3>(K, A, B, offs, C, ldc, rows, tail, bias, R, relu); break;
-    }
-}
-
-}  // namespace
+using detail::kMR;
+using detail::kMaxNV;
+using detail::tile;
 
 void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
                    const Conv2dEpilogue& e, float* y, int threads) {
