@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "bench_profile.h"
 #include "strata.h"
 
 namespace {
@@ -46,13 +47,16 @@ strata::ReturnLayers parse_layers(const std::string& spec) {
 
 // Notes go to stderr only once the command has succeeded, so a failure prints one line.
 std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& weights,
-                                                   std::string& notes) {
+                                                   std::string& notes, double* load_ms = nullptr) {
     auto model = strata::models::create(name);
     if (weights.empty()) {
         notes += "note: no --weights given: " + name +
                  " has untrained weights (torchvision-style initialisation, seed 0)\n";
     } else {
+        const auto load_start = std::chrono::steady_clock::now();  // for bench's load_ms
         model->load_state_dict(strata::load(weights));
+        if (load_ms)
+            *load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
     }
     return model;
 }
@@ -95,6 +99,8 @@ int main(int argc, char** argv) {
     std::string bench_layers;
     int64_t batch = 1;
     int warmup = 3, iters = 30;
+    bool profile = false;
+    double peak_gflops = 0;
     auto* bench = app.add_subcommand("bench", "time forward calls (model loaded once; only forward is timed)");
     bench->add_option("--model", model_name, "model name");
     bench->add_option("--weights", weights, "weight file (default: untrained weights)");
@@ -102,8 +108,13 @@ int main(int argc, char** argv) {
     bench->add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
     bench->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
     bench->add_option("--threads", threads, "CPU threads (default: all)")->check(CLI::PositiveNumber);
-    bench->add_option("--warmup", warmup, "untimed calls first")->check(CLI::NonNegativeNumber)->capture_default_str();
+    bench->add_option("--warmup", warmup, "untimed calls first (at least one is made: the first call, reported as first_ms)")
+        ->check(CLI::NonNegativeNumber)->capture_default_str();
     bench->add_option("--iters", iters, "timed calls")->check(CLI::PositiveNumber)->capture_default_str();
+    bench->add_flag("--profile", profile, "also time the model truncated after each direct child (same warm-up and "
+                    "iterations) and report each child's time, share, GFLOP and GFLOP/s");
+    bench->add_option("--peak-gflops", peak_gflops, "fp32 peak of this machine at --threads (benchmarks/fma_probe), "
+                      "for --profile's share of peak")->check(CLI::NonNegativeNumber);
 
     auto* layers_cmd = app.add_subcommand("layers", "list the model's children and their output shapes");
     layers_cmd->add_option("--model", model_name, "model name");
@@ -147,7 +158,8 @@ int main(int argc, char** argv) {
             std::cerr << notes;
         } else if (*bench) {
             std::string notes;
-            auto model = make_model(model_name, weights, notes);
+            double load_ms = -1;  // strata::load + load_state_dict; stays -1 without --weights
+            auto model = make_model(model_name, weights, notes, &load_ms);
             const strata::Tensor x = strata::Tensor::full({batch, 3, size, size}, 0.5f);
             std::unique_ptr<strata::IntermediateLayerGetter> getter;
             if (!bench_layers.empty())
@@ -156,25 +168,38 @@ int main(int argc, char** argv) {
                 if (getter) (*getter)(x, options);
                 else model->forward(x, options);
             };
-            for (int i = 0; i < warmup; ++i) call();
+            auto ms_since = [](std::chrono::steady_clock::time_point t0) {
+                return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            };
+            // The first call (weight packing, first allocations) is timed alone as first_ms; it is
+            // the first warm-up call.
+            const auto first_start = std::chrono::steady_clock::now();
+            call();
+            const double first_ms = ms_since(first_start);
+            for (int i = 1; i < warmup; ++i) call();
             std::vector<double> ms;
             for (int i = 0; i < iters; ++i) {
                 const auto t0 = std::chrono::steady_clock::now();
                 call();
-                ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+                ms.push_back(ms_since(t0));
             }
-            std::vector<double> sorted = ms;
-            std::sort(sorted.begin(), sorted.end());
-            const size_t n = sorted.size();
-            const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-            double mean = 0;
-            for (double v : ms) mean += v / static_cast<double>(n);
+            const strata_cli::TimingStats stats = strata_cli::summarize(ms);
+            char load_field[32] = "null";
+            if (load_ms >= 0) std::snprintf(load_field, sizeof load_field, "%.3f", load_ms);
+            std::string profile_fields;
+            if (profile) {
+                profile_fields = ", \"peak_gflops\": " + (peak_gflops > 0 ? std::to_string(peak_gflops) : "null") +
+                                 ", \"profile\": " +
+                                 strata_cli::profile_children_json(*model, x, options, warmup, iters, peak_gflops);
+            }
             std::printf("{\"model\": \"%s\", \"layers\": \"%s\", \"batch\": %lld, \"size\": %lld, "
-                        "\"threads\": %d, \"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
-                        "\"mean_ms\": %.3f, \"images_per_s\": %.2f}\n",
+                        "\"threads\": %d, \"warmup\": %d, \"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
+                        "\"mean_ms\": %.3f, \"images_per_s\": %.2f, \"first_ms\": %.3f, \"load_ms\": %s%s}\n",
                         model_name.c_str(), bench_layers.empty() ? "(full model)" : bench_layers.c_str(),
-                        static_cast<long long>(batch), static_cast<long long>(size), options.threads(), iters,
-                        median, sorted.front(), mean, 1000.0 * static_cast<double>(batch) / median);
+                        static_cast<long long>(batch), static_cast<long long>(size), options.threads(),
+                        std::max(warmup, 1), iters, stats.median_ms, stats.min_ms, stats.mean_ms,
+                        1000.0 * static_cast<double>(batch) / stats.median_ms, first_ms, load_field,
+                        profile_fields.c_str());
             std::cerr << notes;
         } else if (*layers_cmd) {
             auto model = strata::models::create(model_name);

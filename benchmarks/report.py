@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""Renders one benchmarks/run.sh run (the raw JSON lines in its --dir) as benchmarks/RESULTS.md and
+a PNG chart. Needs matplotlib for the chart; imports torch only to record its version and build.
+
+    report.py --dir build-bench/bench-run --command "benchmarks/run.sh" --quick 0 --rounds 3 \
+        --iters 1:3:30,8:2:8,32:1:3 --rss-reps 3 --md benchmarks/RESULTS.md --png benchmarks/results.png
+
+(benchmarks/run.sh calls it; run it by hand only to re-render a run.)
+
+Inputs in --dir: probe.jsonl (fma_probe per thread count), timing.jsonl (one line per run:
+round, side, path, and the bench's JSON as "result" or an "error"), profile.jsonl (`strata bench
+--profile` lines), rss.jsonl (peak resident memory of each side's process).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+from collections import defaultdict
+
+PATHS = ["strata", "eager", "channels_last", "best"]
+PATH_TITLES = {"strata": "strata", "eager": "PyTorch eager NCHW", "channels_last": "PyTorch eager channels_last",
+               "best": "PyTorch best (jit freeze + optimize_for_inference)"}
+SHORT = {"strata": "strata", "eager": "eager", "channels_last": "channels_last", "best": "best"}
+FULL = "(full model)"
+MODEL_TITLES = {FULL: "ResNet-18 (full)", "layer1:feat1,layer3:feat2": "seed getter (layer1 + layer3)"}
+
+# The issue's targets, checked at the largest thread count of the run (2 on the 2-vCPU machine).
+LATENCY_VS_BEST = 0.8
+LATENCY_VS_EAGER = 0.5
+THROUGHPUT_VS_BEST = 1.25
+RSS_LIMIT_MB = 80.0
+LAYER1_SHARE = 0.40
+
+
+def read_jsonl(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine_info(build_dir):
+    lscpu = sh("lscpu")
+    field = lambda name: next((l.split(":", 1)[1].strip() for l in lscpu.splitlines()
+                               if l.startswith(name + ":")), "?")
+    flags = field("Flags").split()
+    isa = "AVX-512" if "avx512f" in flags else ("AVX2+FMA" if "avx2" in flags and "fma" in flags else "no AVX2")
+    mem_kb = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal:")), 0)
+    os_name = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
+                    if l.startswith("PRETTY_NAME=")), platform.system()) if os.path.exists("/etc/os-release") else platform.system()
+    cache = {}
+    cache_path = os.path.join(build_dir, "CMakeCache.txt")
+    if os.path.exists(cache_path):
+        for line in open(cache_path):
+            m = re.match(r"^(CMAKE_CXX_COMPILER|STRATA_NATIVE|STRATA_OPENMP|CMAKE_BUILD_TYPE):[A-Z]+=(.*)$", line)
+            if m:
+                cache[m.group(1)] = m.group(2)
+    compiler = sh("'%s' --version | head -1" % cache.get("CMAKE_CXX_COMPILER", "c++"))
+    return {
+        "cpu": "%s (family %s, model %s), %s, %s socket(s) x %s core(s) x %s thread(s)" % (
+            field("Model name"), field("CPU family"), field("Model"), isa, field("Socket(s)"),
+            field("Core(s) per socket"), field("Thread(s) per core")),
+        "hypervisor": field("Hypervisor vendor"),
+        "caches": "L1d %s, L2 %s, L3 %s" % (field("L1d cache"), field("L2 cache"), field("L3 cache")),
+        "nproc": sh("nproc"),
+        "memory": "%.1f GiB" % (mem_kb / 2**20),
+        "os": "%s, kernel %s" % (os_name, platform.release()),
+        "compiler": compiler,
+        "build": "CMAKE_BUILD_TYPE=%s, STRATA_NATIVE=%s (-march=native), STRATA_OPENMP=%s" % (
+            cache.get("CMAKE_BUILD_TYPE", "?"), cache.get("STRATA_NATIVE", "?"), cache.get("STRATA_OPENMP", "?")),
+        "loadavg": open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else [],
+    }
+
+
+def torch_info():
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        return {"torch": "?", "torchvision": "?", "onednn": "?"}
+    show = torch.__config__.show()
+    m = re.search(r"(?:oneDNN|MKL-DNN)\s+v?([\d.]+)", show)
+    parallel = torch.__config__.parallel_info()
+    backend = re.search(r"ATen parallel backend:\s*(.*)", parallel)
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
+            "onednn": m.group(1) if m else "?", "parallel": backend.group(1).strip() if backend else "?",
+            "python": platform.python_version()}
+
+
+def git_info():
+    commit = sh("git rev-parse HEAD")
+    dirty = sh("git status --porcelain --untracked-files=no")
+    return commit + (" (plus uncommitted changes in the working tree)" if dirty else "")
+
+
+def aggregate(timing):
+    """{(threads, batch, layers, path): {...}}: medians of round medians, minima of round minima."""
+    runs = defaultdict(list)
+    errors = []
+    for r in timing:
+        if "error" in r:
+            errors.append(r)
+            continue
+        res = r["result"]
+        runs[(res["threads"], res["batch"], res["layers"], r["path"])].append(res)
+    out = {}
+    for key, rs in runs.items():
+        med = statistics.median(x["median_ms"] for x in rs)
+        pick = lambda f: [x[f] for x in rs if x.get(f) is not None]
+        out[key] = {"median_ms": med, "min_ms": min(x["min_ms"] for x in rs),
+                    "images_per_s": 1000.0 * key[1] / med, "rounds": len(rs), "iters": rs[0]["iters"],
+                    "warmup": rs[0].get("warmup"),
+                    "round_medians": [x["median_ms"] for x in rs],
+                    "first_ms": statistics.median(pick("first_ms")) if pick("first_ms") else None,
+                    "load_ms": statistics.median(pick("load_ms")) if pick("load_ms") else None,
+                    "prepare_ms": statistics.median(pick("prepare_ms")) if pick("prepare_ms") else None,
+                    "torch": rs[0].get("torch")}
+    return out, errors
+
+
+def gflop_per_image(profiles):
+    """GFLOP per image of the full model and of the seed getter (children up to layer3)."""
+    for p in profiles:
+        if p.get("profile"):
+            rows = p["profile"]
+            batch = p["batch"]
+            full = sum(r["gflop"] for r in rows) / batch
+            names = [r["child"] for r in rows]
+            seed = sum(r["gflop"] for r in rows[:names.index("layer3") + 1]) / batch if "layer3" in names else None
+            return {FULL: full, "layer1:feat1,layer3:feat2": seed}
+    return {}
+
+
+def fmt(v, digits=1, unit=""):
+    return "n/a" if v is None else ("%.*f%s" % (digits, v, unit))
+
+
+def render(args):
+    probes = read_jsonl(os.path.join(args.dir, "probe.jsonl"))
+    timing = read_jsonl(os.path.join(args.dir, "timing.jsonl"))
+    profiles = read_jsonl(os.path.join(args.dir, "profile.jsonl"))
+    rss = read_jsonl(os.path.join(args.dir, "rss.jsonl"))
+    agg, errors = aggregate(timing)
+    peak = {p["threads"]: p["gflops"] for p in probes}
+    flop = gflop_per_image(profiles)
+    threads_list = sorted({k[0] for k in agg})
+    top_t = max(threads_list) if threads_list else None
+    machine = machine_info(args.build_dir)
+    tinfo = torch_info()
+    iters = {int(b): (int(w), int(i)) for b, w, i in (x.split(":") for x in args.iters.split(","))}
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    L = []
+    L.append("# strata vs PyTorch on CPU: ResNet-18, fp32, 224x224")
+    L.append("")
+    if args.quick:
+        L.append("> **QUICK CHECK RUN (`benchmarks/run.sh --quick`)**: %d round, %d timed calls at batch 1, "
+                 "%d at batch 8, %d at batch 32, on a machine that was not quiet. These numbers only show "
+                 "that the script works end to end; they are **not** the benchmark's results. The full "
+                 "run is `benchmarks/run.sh` on a quiet machine." % (args.rounds, iters[1][1], iters[8][1], iters[32][1]))
+        L.append("")
+    L.append("Generated by `benchmarks/report.py` from one run of `benchmarks/run.sh` (raw JSON lines in "
+             "`%s/`)." % os.path.relpath(args.dir))
+    L.append("")
+    L.append("## Run")
+    L.append("")
+    L.append("- Date: %s; wall time of the run: %d min %d s" % (now, args.elapsed_s // 60, args.elapsed_s % 60))
+    L.append("- Command: `%s`" % args.command)
+    L.append("- Commit: `%s`" % git_info())
+    L.append("- Machine: %s; %s vCPU(s) (hypervisor: %s); %s; memory %s" % (
+        machine["cpu"], machine["nproc"], machine["hypervisor"], machine["caches"], machine["memory"]))
+    L.append("- OS: %s; compiler: %s; strata build: %s" % (machine["os"], machine["compiler"], machine["build"]))
+    L.append("- PyTorch %s, torchvision %s (PyPI, in `.venv`), oneDNN %s, parallel backend %s, Python %s" % (
+        tinfo["torch"], tinfo["torchvision"], tinfo["onednn"], tinfo.get("parallel", "?"), tinfo.get("python", "?")))
+    if args.loadavg_start:
+        L.append("- Load average (1, 5, 15 min) at start: %s; at the end: %s" % (
+            args.loadavg_start, " ".join(machine["loadavg"])))
+    for p in probes:
+        L.append("- fp32 FMA peak (`benchmarks/fma_probe`, %s, best of %d reps): **%.1f GFLOP/s on %d thread(s)** "
+                 "(%.1f per thread)" % (p["isa"], p["reps"], p["gflops"], p["threads"], p["gflops_per_thread"]))
+    one = peak.get(1)
+    for t, g in sorted(peak.items()):
+        if one and t > 1 and g < 0.8 * t * one:
+            L.append("- **Warning:** the probe on %d threads reached only %.2fx the 1-thread figure: other work "
+                     "was running on the cores during the probe (and probably during the run), so shares of "
+                     "peak at %d threads are overstated and times are unreliable." % (t, g / one, t))
+    L.append("")
+    L.append("## Protocol")
+    L.append("")
+    L.append("- Same work on both sides: fp32, input `[batch, 3, 224, 224]` filled with 0.5, the same weights "
+             "(torchvision's initialisation, `torch.manual_seed(0)`, saved with `torch.save(state_dict)` for "
+             "PyTorch and converted by `tools/export_torchvision.py` to safetensors for strata), `model.eval()` "
+             "and `torch.inference_mode()` on the PyTorch side, the same thread count passed explicitly "
+             "(`--threads`, `torch.set_num_threads`).")
+    L.append("- `OMP_PROC_BIND=close OMP_PLACES=cores` for both (both use GNU OpenMP): threads pinned to "
+             "consecutive cores; unpinned threads on this VM sometimes share one vCPU.")
+    L.append("- Each measurement is a fresh process: `strata bench` or `benchmarks/torch_bench.py`. Per batch size "
+             "(warm-up calls, timed calls) per round: %s. %d round(s); in each round the four runs of a "
+             "configuration follow each other (strata, eager NCHW, eager channels_last, best). Reported: the "
+             "median of the round medians, the minimum over all timed calls, images/s = batch / median." % (
+                 ", ".join("batch %d: (%d, %d)" % (b, w, i) for b, (w, i) in sorted(iters.items())), args.rounds))
+    L.append("- PyTorch's best CPU path is `torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m)))`; "
+             "its preparation is not timed as inference (see `prepare_ms` below). channels_last converts the "
+             "model and the input once, outside the timing.")
+    L.append("- Speedup = PyTorch's median time / strata's median time: above 1, strata is faster.")
+    L.append("")
+
+    # ---- main tables
+    L.append("## Latency and throughput")
+    L.append("")
+    for t in threads_list:
+        pk = peak.get(t)
+        L.append("### %d thread%s (fp32 peak %s GFLOP/s)" % (t, "" if t == 1 else "s", fmt(pk)))
+        L.append("")
+        L.append("| model | batch | strata | PyTorch eager NCHW | eager channels_last | best (jit) | speedup vs eager "
+                 "| vs channels_last | vs best | strata % of peak | best % of peak |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for layers in [FULL, "layer1:feat1,layer3:feat2"]:
+            for b in sorted({k[1] for k in agg if k[0] == t}):
+                row = {p: agg.get((t, b, layers, p)) for p in PATHS}
+                if not any(row.values()):
+                    continue
+
+                def cell(r):
+                    if r is None:
+                        return "failed"
+                    if b == 1:
+                        return "%.2f ms (min %.2f)" % (r["median_ms"], r["min_ms"])
+                    return "%.1f img/s (%.0f ms)" % (r["images_per_s"], r["median_ms"])
+
+                def speed(p):
+                    s, o = row["strata"], row[p]
+                    return "%.2fx" % (o["median_ms"] / s["median_ms"]) if s and o else "n/a"
+
+                def share(p):
+                    r, g = row[p], flop.get(layers)
+                    if not r or not g or not pk:
+                        return "n/a"
+                    return "%.0f%%" % (100.0 * g * r["images_per_s"] / pk)
+
+                L.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    MODEL_TITLES.get(layers, layers), b, cell(row["strata"]), cell(row["eager"]),
+                    cell(row["channels_last"]), cell(row["best"]), speed("eager"), speed("channels_last"),
+                    speed("best"), share("strata"), share("best")))
+        L.append("")
+    if flop:
+        L.append("Work per image (from the profile's shape pass): full model %.3f GFLOP, seed getter %.3f GFLOP "
+                 "(2 x multiply-adds of convolutions and fc)." % (flop.get(FULL, 0), flop.get("layer1:feat1,layer3:feat2") or 0))
+        L.append("")
+    if errors:
+        L.append("Failed runs: " + "; ".join("round %d %s %s: %s" % (e["round"], e["side"], e["path"], e["error"])
+                                            for e in errors))
+        L.append("")
+
+    # ---- cold costs
+    L.append("## Loading, first call, memory")
+    L.append("")
+    if top_t is not None:
+        L.append("%d thread%s, batch 1, full model; medians over rounds. Load = `strata::load` + `load_state_dict` "
+                 "(safetensors, memory-mapped) vs `torch.load` + `load_state_dict` (.pth), model already "
+                 "constructed, file in the page cache. First call = the first forward call of the process "
+                 "(strata packs its weights there; PyTorch creates its oneDNN primitives / runs the JIT's "
+                 "profiling pass)." % (top_t, "" if top_t == 1 else "s"))
+        L.append("")
+        L.append("| | strata | PyTorch eager NCHW | eager channels_last | best (jit) |")
+        L.append("|---|---|---|---|---|")
+        row = {p: agg.get((top_t, 1, FULL, p)) for p in PATHS}
+        for field, title in [("load_ms", "weight load (ms)"), ("prepare_ms", "path preparation (ms)"),
+                             ("first_ms", "first inference (ms)")]:
+            L.append("| %s | %s |" % (title, " | ".join(
+                fmt(row[p].get(field) if row[p] else None, 1) if not (p == "strata" and field == "prepare_ms")
+                else "(in first call)" for p in PATHS)))
+    mem = defaultdict(list)
+    for r in rss:
+        if r.get("peak_rss_kb") is not None:
+            mem[(r["side"], r["layers"])].append(r["peak_rss_kb"] * 1024 / 1e6)
+    mem_med = {k: statistics.median(v) for k, v in mem.items()}
+    L.append("")
+    L.append("Peak resident memory of the whole process (`/usr/bin/time -f %%M`, MB = 10^6 bytes, median of %d), "
+             "batch 1, the input read from the same `x.npy`: `strata features --weights resnet18.safetensors` vs "
+             "`benchmarks/torch_features.py --weights resnet18.pth` (torch.load + model + one forward; the "
+             "PyPI wheel's CUDA libraries are loaded by `import torch` even on CPU)." % args.rss_reps)
+    L.append("")
+    L.append("| request | strata | PyTorch |")
+    L.append("|---|---|---|")
+    for layers, title in [("fc:logits", "full model (`--layers fc:logits`)"),
+                          ("layer1:feat1,layer3:feat2", "seed getter (layer1 + layer3)"),
+                          ("import only", "baseline: `import torch, torchvision` only")]:
+        L.append("| %s | %s | %s MB |" % (title, "-" if layers == "import only" else
+                                          fmt(mem_med.get(("strata", layers)), 1) + " MB",
+                                          fmt(mem_med.get(("pytorch", layers)), 1)))
+    L.append("")
+
+    # ---- targets
+    checks = []
+    if top_t is not None:
+        s1, b1, e1 = (agg.get((top_t, 1, FULL, p)) for p in ("strata", "best", "eager"))
+        s8, b8 = (agg.get((top_t, 8, FULL, p)) for p in ("strata", "best"))
+        if s1 and b1:
+            v = s1["median_ms"] / b1["median_ms"]
+            checks.append(("batch 1 latency <= %.1fx PyTorch best" % LATENCY_VS_BEST, "%.2fx (%.2f vs %.2f ms)" % (
+                v, s1["median_ms"], b1["median_ms"]), v <= LATENCY_VS_BEST,
+                "strata needs %.0f%% less time" % (100 * (1 - LATENCY_VS_BEST / v))))
+        if s1 and e1:
+            v = s1["median_ms"] / e1["median_ms"]
+            checks.append(("batch 1 latency <= %.1fx PyTorch eager (NCHW)" % LATENCY_VS_EAGER,
+                           "%.2fx (%.2f vs %.2f ms)" % (v, s1["median_ms"], e1["median_ms"]), v <= LATENCY_VS_EAGER,
+                           "strata needs %.0f%% less time" % (100 * (1 - LATENCY_VS_EAGER / v))))
+        if s8 and b8:
+            v = s8["images_per_s"] / b8["images_per_s"]
+            checks.append(("batch 8 throughput >= %.2fx PyTorch best" % THROUGHPUT_VS_BEST,
+                           "%.2fx (%.1f vs %.1f img/s)" % (v, s8["images_per_s"], b8["images_per_s"]),
+                           v >= THROUGHPUT_VS_BEST,
+                           "strata needs %.0f%% more throughput" % (100 * (THROUGHPUT_VS_BEST / v - 1))))
+    m = mem_med.get(("strata", "fc:logits"))
+    if m is not None:
+        checks.append(("peak RSS of `strata features`, full model, batch 1 <= %.0f MB" % RSS_LIMIT_MB,
+                       "%.1f MB (PyTorch: %s MB)" % (m, fmt(mem_med.get(("pytorch", "fc:logits")), 1)),
+                       m <= RSS_LIMIT_MB, "%.1f MB over" % (m - RSS_LIMIT_MB)))
+    top_profile = next((p for p in profiles if p["threads"] == top_t and p["batch"] == 1 and p.get("profile")), None)
+    if top_profile:
+        rows = {r["child"]: r for r in top_profile["profile"]}
+        whole = top_profile["profile"][-1]["truncated_median_ms"]
+        if "layer1" in rows and whole > 0:
+            v = rows["layer1"]["truncated_median_ms"] / whole
+            checks.append(("getter truncated after layer1 <= %.0f%% of the full model's time" % (100 * LAYER1_SHARE),
+                           "%.0f%% (%.2f of %.2f ms)" % (100 * v, rows["layer1"]["truncated_median_ms"], whole),
+                           v <= LAYER1_SHARE, "%.0f points over" % (100 * (v - LAYER1_SHARE))))
+    L.append("## Targets (%s thread%s, fp32)" % (top_t, "" if top_t == 1 else "s"))
+    L.append("")
+    L.append("| target | measured | result |")
+    L.append("|---|---|---|")
+    for name, measured, ok, _ in checks:
+        L.append("| %s | %s | %s |" % (name, measured, "PASS" if ok else "**FAIL**"))
+    L.append("")
+
+    # ---- profile
+    L.append("## Where strata's time goes (per-child profile)")
+    L.append("")
+    L.append("`strata bench --profile`: the model truncated after each direct child (an IntermediateLayerGetter "
+             "returning that child), median of the same number of calls each; a child's time is the difference of "
+             "consecutive medians (so it includes what stopping there changes: a BatchNorm or ReLU fused into the "
+             "convolution when the model continues costs its own pass when the model stops there, and small "
+             "children can come out slightly negative). GFLOP from the module tree and a shape pass, counted as a "
+             "direct convolution would do them (a Winograd kernel does fewer multiplies, so its share can pass "
+             "100%); % of peak against the FMA probe at the same thread count.")
+    L.append("")
+    for p in profiles:
+        if not p.get("profile"):
+            continue
+        L.append("### %d thread%s, batch %d (%d calls per truncation; full model forward in the same process: "
+                 "%.2f ms)" % (p["threads"], "" if p["threads"] == 1 else "s", p["batch"], p["iters"], p["median_ms"]))
+        L.append("")
+        L.append("| child | type | output | truncated here (ms) | child (ms) | share | GFLOP | GFLOP/s | % of peak |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for r in p["profile"]:
+            L.append("| %s | %s | %s | %.2f | %.2f | %.1f%% | %.3f | %s | %s |" % (
+                r["child"], r["type"], "x".join(str(d) for d in r["out_shape"]), r["truncated_median_ms"], r["ms"],
+                100 * r["share"], r["gflop"], fmt(r["gflops"], 1),
+                "n/a" if r["peak_share"] is None else "%.0f%%" % (100 * r["peak_share"])))
+        total_gflop = sum(r["gflop"] for r in p["profile"])
+        whole = p["profile"][-1]["truncated_median_ms"]
+        pk = p.get("peak_gflops")
+        L.append("| **total** | | | %.2f | | 100%% | %.3f | %.1f | %s |" % (
+            whole, total_gflop, total_gflop / (whole * 1e-3),
+            "%.0f%%" % (100 * total_gflop / (whole * 1e-3) / pk) if pk else "n/a"))
+        L.append("")
+
+    # ---- closing note
+    L.append("## Closing note")
+    L.append("")
+    failed = [c for c in checks if not c[2]]
+    if args.quick:
+        L.append("Quick check run: the PASS/FAIL lines above are computed the same way as in a full run, but from "
+                 "too few calls on a busy machine to mean anything.")
+        L.append("")
+    if not checks:
+        L.append("No target could be checked (see the failed runs above).")
+    elif not failed:
+        L.append("All targets met in this run.")
+    else:
+        L.append("Out of reach in this run:")
+        L.append("")
+        for name, measured, _, gap in failed:
+            L.append("- %s: measured %s; %s." % (name, measured, gap))
+        if top_profile:
+            rows = top_profile["profile"]
+            whole = rows[-1]["truncated_median_ms"]
+            heavy = sorted((r for r in rows if r["gflop"] > 0.01 and r["ms"] > 0), key=lambda r: -r["ms"])
+            light = [r for r in rows if r["gflop"] <= 0.01]
+            L.append("")
+            L.append("Where the time goes (%d threads, batch 1, %.2f ms): %s; the children without convolutions (%s) "
+                     "add %.2f ms. The whole forward runs at %.0f%% of the FMA peak." % (
+                         top_profile["threads"], whole,
+                         "; ".join("%s %.2f ms (%.0f%%) at %s of peak" % (
+                             r["child"], r["ms"], 100 * r["share"],
+                             "n/a" if r["peak_share"] is None else "%.0f%%" % (100 * r["peak_share"])) for r in heavy),
+                         ", ".join(r["child"] for r in light), sum(r["ms"] for r in light),
+                         100 * sum(r["gflop"] for r in rows) / (whole * 1e-3) / top_profile["peak_gflops"]
+                         if top_profile.get("peak_gflops") else float("nan")))
+    L.append("")
+    L.append("![strata vs PyTorch](results.png)")
+    L.append("")
+    with open(args.md, "w") as f:
+        f.write("\n".join(L))
+
+    chart(args, agg, threads_list, profiles, top_t)
+
+
+def chart(args, agg, threads_list, profiles, top_t):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prof = next((p for p in profiles if p["threads"] == top_t and p["batch"] == 1 and p.get("profile")), None)
+    ncols = max(len(threads_list), 1)
+    fig, axes = plt.subplots(2 if prof else 1, ncols, figsize=(6.5 * ncols, 9 if prof else 4.5), squeeze=False)
+    colors = {"strata": "#d62728", "eager": "#7f7f7f", "channels_last": "#aec7e8", "best": "#1f77b4"}
+    for col, t in enumerate(threads_list):
+        ax = axes[0][col]
+        configs = [(layers, b) for layers in [FULL, "layer1:feat1,layer3:feat2"]
+                   for b in sorted({k[1] for k in agg if k[0] == t})]
+        width = 0.2
+        for i, p in enumerate(PATHS):
+            vals = [agg[(t, b, layers, p)]["images_per_s"] if (t, b, layers, p) in agg else 0
+                    for layers, b in configs]
+            ax.bar([x + (i - 1.5) * width for x in range(len(configs))], vals, width, label=SHORT[p], color=colors[p])
+        ax.set_xticks(range(len(configs)))
+        ax.set_xticklabels(["%s\nbatch %d" % ("full" if layers == FULL else "seed getter", b) for layers, b in configs],
+                           fontsize=8)
+        ax.set_ylabel("images/s (higher is better)")
+        ax.set_title("ResNet-18 fp32 224x224, %d thread%s" % (t, "" if t == 1 else "s"))
+        ax.legend(fontsize=8)
+    if prof:
+        ax = axes[1][0]
+        rows = prof["profile"]
+        ax.bar([r["child"] for r in rows], [r["ms"] for r in rows], color="#d62728")
+        for i, r in enumerate(rows):
+            if r["peak_share"] is not None:
+                ax.annotate("%.0f%%\npeak" % (100 * r["peak_share"]), (i, max(r["ms"], 0)), ha="center",
+                            va="bottom", fontsize=7)
+        ax.set_ylabel("ms per child (strata)")
+        ax.set_title("strata per-child profile, %d threads, batch 1" % prof["threads"])
+        ax.tick_params(axis="x", labelsize=8, rotation=45)
+        ax.margins(y=0.2)
+        if ncols > 1:
+            speedup_panel(axes[1][1], agg, top_t)
+            for extra in axes[1][2:]:
+                extra.axis("off")
+    if args.quick:
+        fig.suptitle("QUICK CHECK RUN (--quick): not final numbers", color="#d62728")
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=100)
+
+
+def speedup_panel(ax, agg, t):
+    """strata's speedup over each PyTorch path at `t` threads, per configuration."""
+    configs = [(layers, b) for layers in [FULL, "layer1:feat1,layer3:feat2"]
+               for b in sorted({k[1] for k in agg if k[0] == t})]
+    colors = {"eager": "#7f7f7f", "channels_last": "#aec7e8", "best": "#1f77b4"}
+    width = 0.27
+    for i, p in enumerate(["eager", "channels_last", "best"]):
+        vals = []
+        for layers, b in configs:
+            s, o = agg.get((t, b, layers, "strata")), agg.get((t, b, layers, p))
+            vals.append(o["median_ms"] / s["median_ms"] if s and o else 0)
+        ax.bar([x + (i - 1) * width for x in range(len(configs))], vals, width, label="vs " + p, color=colors[p])
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.axhline(1 / LATENCY_VS_BEST, color="#d62728", linewidth=0.8, linestyle="--",
+               label="target vs best, batch 1 (%.2fx)" % (1 / LATENCY_VS_BEST))
+    ax.set_xticks(range(len(configs)))
+    ax.set_xticklabels(["%s\nbatch %d" % ("full" if layers == FULL else "seed getter", b) for layers, b in configs],
+                       fontsize=8)
+    ax.set_ylabel("PyTorch time / strata time (> 1: strata faster)")
+    ax.set_title("strata speedup, %d threads" % t)
+    ax.legend(fontsize=7)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--command", required=True)
+    ap.add_argument("--quick", type=int, default=0)
+    ap.add_argument("--rounds", type=int, required=True)
+    ap.add_argument("--iters", required=True, help="batch:warmup:iters,...")
+    ap.add_argument("--rss-reps", type=int, default=1)
+    ap.add_argument("--build-dir", default="build-bench")
+    ap.add_argument("--elapsed-s", type=int, default=0)
+    ap.add_argument("--loadavg-start", default="")
+    ap.add_argument("--md", required=True)
+    ap.add_argument("--png", required=True)
+    render(ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()
