@@ -1,5 +1,6 @@
 // strata: the public API in one include. #include <strata/strata.h>
 #pragma once
+#include "core/device.h"
 #include "core/error.h"
 #include "core/module.h"
 #include "core/npy.h"
@@ -9,6 +10,7 @@
 #include "core/tensor.h"
 #include "core/weights.h"
 #include "getter/intermediate_layer_getter.h"
+#include "kernels/cuda_context.h"
 #include "layers/adaptive_avg_pool2d.h"
 #include "layers/batch_norm2d.h"
 #include "layers/conv2d.h"

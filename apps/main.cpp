@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "bench_profile.h"
+#include "device_options.h"
 #include "strata.h"
 
 namespace {
@@ -95,6 +96,8 @@ int main(int argc, char** argv) {
     features->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
     features->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
     features->add_option("--threads", threads, "CPU threads (default: all)")->check(CLI::PositiveNumber);
+    strata_cli::DeviceOptions device;
+    device.add_to(features, false);
 
     std::string bench_layers;
     int64_t batch = 1;
@@ -111,6 +114,7 @@ int main(int argc, char** argv) {
     bench->add_option("--warmup", warmup, "untimed calls first (at least one is made: the first call, reported as first_ms)")
         ->check(CLI::NonNegativeNumber)->capture_default_str();
     bench->add_option("--iters", iters, "timed calls")->check(CLI::PositiveNumber)->capture_default_str();
+    device.add_to(bench, true);
     bench->add_flag("--profile", profile, "also time the model truncated after each direct child (same warm-up and "
                     "iterations) and report each child's time, share, GFLOP and GFLOP/s");
     bench->add_option("--peak-gflops", peak_gflops, "fp32 peak of this machine at --threads (benchmarks/fma_probe), "
@@ -140,15 +144,17 @@ int main(int argc, char** argv) {
     try {
         strata::RunOptions options;
         options.num_threads = threads;
+        device.configure(options);
         if (*features) {
             const strata::ReturnLayers return_layers = parse_layers(layers);
             std::string notes;
             auto model = make_model(model_name, weights, notes);
             const strata::IntermediateLayerGetter getter(*model, return_layers);
+            device.move(*model);
             const strata::Tensor x = input.empty() ? default_input() : strata::load_npy(input);
             STRATA_CHECK(x.dim() == 4, (input.empty() ? "input" : input), ": expected an NCHW array, got shape ",
                          strata::shape_str(x.shape()));
-            const auto out = getter(x, options);
+            const auto out = device.to_host(getter(device.input(x), options));
             if (!out_path.empty()) {
                 strata::StateDict state;
                 for (const auto& [name, t] : out) state.insert(name, t);
@@ -160,14 +166,16 @@ int main(int argc, char** argv) {
             std::string notes;
             double load_ms = -1;  // strata::load + load_state_dict; stays -1 without --weights
             auto model = make_model(model_name, weights, notes, &load_ms);
-            const strata::Tensor x = strata::Tensor::full({batch, 3, size, size}, 0.5f);
+            device.move(*model);
+            const strata::Tensor x = device.input(strata::Tensor::full({batch, 3, size, size}, 0.5f));
             std::unique_ptr<strata::IntermediateLayerGetter> getter;
             if (!bench_layers.empty())
                 getter = std::make_unique<strata::IntermediateLayerGetter>(*model, parse_layers(bench_layers));
-            auto call = [&] {
+            const auto call = device.timed([&] {
                 if (getter) (*getter)(x, options);
                 else model->forward(x, options);
-            };
+            });
+            notes += device.note();
             auto ms_since = [](std::chrono::steady_clock::time_point t0) {
                 return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
             };

@@ -150,6 +150,12 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     notify_weights_changed();
 }
 
+Module& Module::to(Device device) {
+    for (auto& item : state_dict()) item.second.storage()->move_to(device);
+    notify_weights_changed();
+    return *this;
+}
+
 Tensor Module::run_child(const std::string& name, const Module& child, const Tensor& x,
                          const RunOptions& options) const {
     try {

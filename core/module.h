@@ -71,6 +71,13 @@ public:
     // without strict, only shape mismatches fail. Nothing is changed when it fails.
     void load_state_dict(const StateDict& state, bool strict = true);
 
+    // Moves every parameter and buffer to `device` (a copy there; the old memory is released).
+    // The move is in place (Storage::move_to), so the tensor handles layers keep, and any
+    // state_dict() taken earlier, see the new memory. Moves weights_epoch(): folded and packed
+    // weights are rebuilt, and CUDA graphs captured before must be captured again. Not
+    // concurrent with forward calls, like loading. Returns *this for chaining.
+    Module& to(Device device);
+
     // A multi-line description in torch's print(model) format.
     std::string repr() const;
 

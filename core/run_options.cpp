@@ -10,6 +10,7 @@ const char* backend_name(Backend backend) {
     switch (backend) {
         case Backend::Reference: return "reference";
         case Backend::Cpu: return "cpu";
+        case Backend::Cuda: return "cuda";
     }
     return "?";
 }

@@ -1,11 +1,14 @@
 // Tensor and Storage: allocation, views, copies and dtype conversion.
 #include "tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
 #include <sstream>
+
+#include "device.h"
 
 namespace strata {
 
@@ -60,19 +63,43 @@ Shape contiguous_strides(const Shape& shape) {
     return strides;
 }
 
+Shape channels_last_strides(const Shape& s) {
+    STRATA_CHECK(s.size() == 4, "channels_last needs a 4-D [N, C, H, W] shape, got ", shape_str(s));
+    const int64_t c = std::max<int64_t>(s[1], 1), h = std::max<int64_t>(s[2], 1),
+                  w = std::max<int64_t>(s[3], 1);
+    return {h * w * c, 1, w * c, c};
+}
+
 // ---- Storage ---------------------------------------------------------------------------
 
-std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
-    STRATA_CHECK(device == Device::CPU, "cannot allocate on ", device_name(device),
-                 ": this build has no CUDA backend");
-    std::shared_ptr<Storage> s(new Storage());
+namespace {
+
+void* host_alloc(size_t nbytes) {
     const size_t alignment = 64;
     const size_t rounded = (nbytes + alignment - 1) / alignment * alignment;
     if (rounded < nbytes) STRATA_FAIL("cannot allocate ", nbytes, " bytes: size overflows");
-    if (rounded > 0) {
-        s->data_ = std::aligned_alloc(alignment, rounded);
-        if (!s->data_) STRATA_FAIL("out of memory allocating ", nbytes, " bytes");
-    }
+    if (rounded == 0) return nullptr;
+    void* p = std::aligned_alloc(alignment, rounded);
+    if (!p) STRATA_FAIL("out of memory allocating ", nbytes, " bytes");
+    return p;
+}
+
+void release(void* data, Device device) {
+    if (device == Device::CUDA) device_free(data);
+    else std::free(data);
+}
+
+CopyKind copy_kind(Device dst, Device src) {
+    if (dst == Device::CUDA && src == Device::CUDA) return CopyKind::DeviceToDevice;
+    return dst == Device::CUDA ? CopyKind::HostToDevice : CopyKind::DeviceToHost;
+}
+
+}  // namespace
+
+std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
+    std::shared_ptr<Storage> s(new Storage());
+    if (device == Device::CUDA) s->data_ = nbytes ? device_alloc(nbytes) : nullptr;
+    else s->data_ = host_alloc(nbytes);
     s->nbytes_ = nbytes;
     s->device_ = device;
     s->owned_ = true;
@@ -80,17 +107,34 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
 }
 
 std::shared_ptr<Storage> Storage::borrow(void* data, size_t nbytes,
-                                         std::shared_ptr<const void> keep_alive) {
+                                         std::shared_ptr<const void> keep_alive, Device device) {
     std::shared_ptr<Storage> s(new Storage());
     s->data_ = data;
     s->nbytes_ = nbytes;
+    s->device_ = device;
     s->owned_ = false;
     s->keep_alive_ = std::move(keep_alive);
     return s;
 }
 
+void Storage::move_to(Device device) {
+    if (device == device_) return;
+    void* moved = device == Device::CUDA ? (nbytes_ ? device_alloc(nbytes_) : nullptr) : host_alloc(nbytes_);
+    try {
+        if (nbytes_) device_copy(moved, data_, nbytes_, copy_kind(device, device_));
+    } catch (...) {
+        release(moved, device);
+        throw;
+    }
+    if (owned_) release(data_, device_);
+    data_ = moved;
+    device_ = device;
+    owned_ = true;
+    keep_alive_.reset();
+}
+
 Storage::~Storage() {
-    if (owned_) std::free(data_);
+    if (owned_) release(data_, device_);
 }
 
 // ---- Tensor ----------------------------------------------------------------------------
@@ -117,12 +161,12 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, size_t byte_offset, Shape shape
                  " needs ", need, " bytes of storage but the storage has ", storage_->nbytes());
 }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype) {
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     const int64_t n = shape_numel(shape);
     const size_t esize = dtype_size(dtype);
     STRATA_CHECK(static_cast<uint64_t>(n) <= std::numeric_limits<size_t>::max() / esize,
                  "shape ", shape_str(shape), " is too large to allocate");
-    return Tensor(Storage::allocate(static_cast<size_t>(n) * esize), 0, shape,
+    return Tensor(Storage::allocate(static_cast<size_t>(n) * esize, device), 0, shape,
                   contiguous_strides(shape), dtype);
 }
 
@@ -158,6 +202,10 @@ bool Tensor::is_contiguous() const {
         expected *= shape_[i];
     }
     return true;
+}
+
+bool Tensor::is_channels_last() const {
+    return shape_.size() == 4 && strides_ == channels_last_strides(shape_);
 }
 
 void* Tensor::raw_data() const {
@@ -213,6 +261,20 @@ void Tensor::copy_from(const Tensor& src) {
     STRATA_CHECK(shape_ == src.shape_, "copy of shape ", shape_str(src.shape_),
                  " into shape ", shape_str(shape_));
     STRATA_CHECK(is_contiguous(), "copy into a non-contiguous tensor");
+    if (device() == Device::CUDA || src.device() == Device::CUDA) {
+        // Same dtype, contiguous: one copy across. Otherwise convert on the host first.
+        if (src.dtype_ == dtype_ && src.is_contiguous()) {
+            if (nbytes()) device_copy(raw_data(), src.raw_data(), nbytes(), copy_kind(device(), src.device()));
+            return;
+        }
+        STRATA_CHECK(src.device() == Device::CPU, "copy from a ", dtype_name(src.dtype_),
+                     (src.is_contiguous() ? "" : " strided"), " cuda tensor into a ", dtype_name(dtype_),
+                     " one: move it to the cpu first (to(Device::CPU))");
+        Tensor staged = empty(shape_, dtype_);
+        staged.copy_from(src);
+        copy_from(staged);
+        return;
+    }
     if (src.dtype_ == dtype_ && src.is_contiguous()) {
         if (nbytes()) std::memmove(raw_data(), src.raw_data(), nbytes());
         return;
@@ -232,7 +294,10 @@ void Tensor::copy_from(const Tensor& src) {
 
 Tensor Tensor::clone() const {
     STRATA_CHECK(defined(), "clone() of an undefined tensor");
-    Tensor out = empty(shape_, dtype_);
+    STRATA_CHECK(device() == Device::CPU || is_contiguous(), "clone()/contiguous() of a strided ",
+                 device_name(device()), " tensor of shape ", shape_str(shape_),
+                 ": move it to the cpu first (to(Device::CPU))");
+    Tensor out = empty(shape_, dtype_, device());
     out.copy_from(*this);
     return out;
 }
@@ -241,9 +306,23 @@ Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 Tensor Tensor::to(DType dtype) const {
     if (dtype == dtype_) return *this;
+    STRATA_CHECK(device() == Device::CPU, "dtype conversion of a ", device_name(device()),
+                 " tensor: move it to the cpu first (to(Device::CPU))");
     Tensor out = empty(shape_, dtype);
     out.copy_from(*this);
     return out;
+}
+
+Tensor Tensor::to(Device target) const {
+    STRATA_CHECK(defined(), "to(", device_name(target), ") of an undefined tensor");
+    if (target == device()) return *this;
+    // The bytes from the first to the last element the view reaches, strides kept.
+    int64_t last = 0;
+    for (size_t i = 0; i < shape_.size(); ++i) last += (shape_[i] - 1) * strides_[i];
+    const size_t span = numel_ == 0 ? 0 : (static_cast<size_t>(last) + 1) * dtype_size(dtype_);
+    auto storage = Storage::allocate(span, target);
+    if (span) device_copy(storage->data(), raw_data(), span, copy_kind(target, device()));
+    return Tensor(std::move(storage), 0, shape_, strides_, dtype_);
 }
 
 Tensor Tensor::view(const Shape& shape) const {
@@ -254,6 +333,8 @@ Tensor Tensor::view(const Shape& shape) const {
 }
 
 double Tensor::item_at(const std::vector<int64_t>& index) const {
+    STRATA_CHECK(device() == Device::CPU, "item_at() of a ", device_name(device()),
+                 " tensor: move it to the cpu first (to(Device::CPU))");
     STRATA_CHECK(index.size() == shape_.size(), "index of rank ", index.size(),
                  " for a tensor of rank ", shape_.size());
     int64_t off = 0;

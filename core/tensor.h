@@ -1,6 +1,8 @@
 // Tensor: a typed, shaped, strided view of reference-counted Storage.
 // Compute is float32; float16, bfloat16 and int64 exist so weight files load without loss.
 // Views share storage and never own more than a reference; a deep copy is the explicit clone().
+// Storage lives on the CPU or on a CUDA device; bytes cross between them only through to(Device)
+// (and copy_from), never implicitly. Device memory comes through core/device.h.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,14 +30,19 @@ std::string shape_str(const Shape& shape);
 int64_t shape_numel(const Shape& shape);
 // Row-major (C-order) strides in elements.
 Shape contiguous_strides(const Shape& shape);
+// Strides of a 4-D [N, C, H, W] tensor stored as NHWC (PyTorch's channels_last memory format):
+// [H*W*C, 1, W*C, C]. The CUDA backend may keep activations this way; the shape stays NCHW.
+Shape channels_last_strides(const Shape& nchw);
 
-// A block of bytes. Either allocated by strata (64-byte aligned, freed on destruction) or
-// borrowed: caller memory or an mmap'ed file, kept alive by `keep_alive` if one is given.
+// A block of bytes. Either allocated by strata (64-byte aligned on the CPU, cudaMalloc'ed on a
+// CUDA device; freed on destruction) or borrowed: caller memory, an mmap'ed file or a block of a
+// CUDA context's memory pool, kept alive (or given back) by `keep_alive` if one is given.
 class Storage {
 public:
     static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::CPU);
     static std::shared_ptr<Storage> borrow(void* data, size_t nbytes,
-                                           std::shared_ptr<const void> keep_alive = nullptr);
+                                           std::shared_ptr<const void> keep_alive = nullptr,
+                                           Device device = Device::CPU);
     ~Storage();
     Storage(const Storage&) = delete;
     Storage& operator=(const Storage&) = delete;
@@ -44,6 +51,11 @@ public:
     size_t nbytes() const { return nbytes_; }
     Device device() const { return device_; }
     bool owns_memory() const { return owned_; }
+
+    // Moves the bytes to `device` in place: this Storage now holds a copy there (owned) and the
+    // old memory is released. Every Tensor sharing this Storage sees the move; this is how
+    // Module::to() reaches the tensor handles that layers keep. Not safe concurrently with use.
+    void move_to(Device device);
 
 private:
     Storage() = default;
@@ -60,7 +72,7 @@ public:
     Tensor(std::shared_ptr<Storage> storage, size_t byte_offset, Shape shape, Shape strides,
            DType dtype);
 
-    static Tensor empty(const Shape& shape, DType dtype = DType::Float32);
+    static Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = Device::CPU);
     static Tensor zeros(const Shape& shape, DType dtype = DType::Float32);
     static Tensor full(const Shape& shape, float value);
     // Wraps caller memory without copying; the caller keeps it alive while the tensor is used.
@@ -76,19 +88,27 @@ public:
     Device device() const { return storage_ ? storage_->device() : Device::CPU; }
     size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
     bool is_contiguous() const;
+    // A 4-D tensor whose strides are channels_last_strides(shape) (NHWC memory).
+    bool is_channels_last() const;
     const std::shared_ptr<Storage>& storage() const { return storage_; }
     size_t byte_offset() const { return byte_offset_; }
 
     void* raw_data() const;
     template <typename T> T* data() const;  // checks that T matches dtype()
 
-    Tensor clone() const;                 // deep copy, contiguous, owning
+    Tensor clone() const;                 // deep copy, contiguous, owning, on the same device
     Tensor contiguous() const;            // *this if already contiguous, else clone()
     Tensor to(DType dtype) const;         // converted copy (or *this if same dtype)
+    // A copy on `device` (or *this if already there), with the same shape, strides and dtype:
+    // the bytes the view spans are copied as they are (synchronously). The only way data moves
+    // between host and device.
+    Tensor to(Device device) const;
     Tensor view(const Shape& shape) const;  // same storage; needs a contiguous tensor
     // Copies `src` (same shape, any loadable dtype, any strides) into this tensor's memory.
+    // Either side may be on a CUDA device; strides and dtype conversion are handled on the CPU,
+    // so a CUDA source must then be contiguous and of this tensor's dtype.
     void copy_from(const Tensor& src);
-    // One element as double, by multi-index; for tests, printing and small tools.
+    // One element as double, by multi-index; for tests, printing and small tools (CPU only).
     double item_at(const std::vector<int64_t>& index) const;
 
 private:

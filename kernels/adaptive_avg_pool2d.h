@@ -17,4 +17,11 @@ namespace cpu {
 void adaptive_avg_pool2d(const AdaptiveAvgPool2dParams& p, const float* x, float* y, int threads);
 }
 
+class CudaContext;
+namespace cuda {
+// Device memory on ctx's stream; x, y NCHW, or NHWC with channels_last.
+void adaptive_avg_pool2d(CudaContext& ctx, const AdaptiveAvgPool2dParams& p, const float* x, float* y,
+                         bool channels_last);
+}  // namespace cuda
+
 }  // namespace strata

@@ -20,4 +20,11 @@ void batch_norm(const BatchNormParams& p, const float* x, const float* weight, c
                 const float* mean, const float* var, float* y, int threads);
 }
 
+class CudaContext;
+namespace cuda {
+// Device memory on ctx's stream; x, y NCHW, or NHWC ([n, hw, c]) with channels_last.
+void batch_norm(CudaContext& ctx, const BatchNormParams& p, const float* x, const float* weight,
+                const float* bias, const float* mean, const float* var, float* y, bool channels_last);
+}  // namespace cuda
+
 }  // namespace strata

@@ -14,4 +14,11 @@ void relu(const float* x, float* y, int64_t n, int threads);
 void add(const float* a, const float* b, float* y, int64_t n, bool relu_after, int threads);
 }
 
+class CudaContext;
+namespace cuda {
+// Device memory on ctx's stream; any layout, as long as a, b and y share it.
+void relu(CudaContext& ctx, const float* x, float* y, int64_t n);
+void add(CudaContext& ctx, const float* a, const float* b, float* y, int64_t n, bool relu_after);
+}  // namespace cuda
+
 }  // namespace strata

@@ -17,4 +17,11 @@ void linear(const LinearParams& p, const float* x, const float* weight, const fl
             int threads);
 }
 
+class CudaContext;
+namespace cuda {
+// cuBLASLt matrix product with the bias added in its epilogue; device memory on ctx's stream.
+void linear(CudaContext& ctx, const LinearParams& p, const float* x, const float* weight, const float* bias,
+            float* y);
+}  // namespace cuda
+
 }  // namespace strata

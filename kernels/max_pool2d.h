@@ -24,4 +24,10 @@ namespace cpu {
 void max_pool2d(const MaxPool2dParams& p, const float* x, float* y, int threads);
 }
 
+class CudaContext;
+namespace cuda {
+// Device memory on ctx's stream; x, y NCHW, or NHWC with channels_last.
+void max_pool2d(CudaContext& ctx, const MaxPool2dParams& p, const float* x, float* y, bool channels_last);
+}  // namespace cuda
+
 }  // namespace strata

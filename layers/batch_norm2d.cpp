@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "../kernels/batch_norm.h"
+#include "../kernels/cuda_context.h"
 #include "common.h"
 
 namespace strata {
@@ -30,22 +31,33 @@ std::string BatchNorm2d::extra_repr() const {
 }
 
 Tensor BatchNorm2d::forward(const Tensor& input, const RunOptions& options) const {
-    const Tensor x = expect_nchw(input, "BatchNorm2d");
+    const Tensor x = expect_nchw(input, "BatchNorm2d", options);
+    expect_weights_on_backend_device({&weight_, &bias_, &running_mean_, &running_var_}, "BatchNorm2d", options);
     STRATA_CHECK(x.size(1) == num_features_, "expected ", num_features_, " channels, got ",
                  x.size(1), " (input shape ", shape_str(x.shape()), ")");
     const BatchNormParams p{x.size(0), x.size(1), x.size(2) * x.size(3), eps_};
-    Tensor y = Tensor::empty(x.shape());
+    Tensor y;
     switch (options.backend) {
         case Backend::Reference:
+            y = Tensor::empty(x.shape());
             reference::batch_norm(p, x.data<float>(), weight_.data<float>(), bias_.data<float>(),
                                   running_mean_.data<float>(), running_var_.data<float>(),
                                   y.data<float>());
             break;
         case Backend::Cpu:
+            y = Tensor::empty(x.shape());
             cpu::batch_norm(p, x.data<float>(), weight_.data<float>(), bias_.data<float>(),
                             running_mean_.data<float>(), running_var_.data<float>(),
                             y.data<float>(), options.threads());
             break;
+        case Backend::Cuda: {  // the output keeps the input's layout
+            CudaContext& ctx = cuda_context(options, "BatchNorm2d");
+            const bool nhwc = stored_channels_last(x);
+            y = ctx.empty(x.shape(), nhwc);
+            cuda::batch_norm(ctx, p, x.data<float>(), weight_.data<float>(), bias_.data<float>(),
+                             running_mean_.data<float>(), running_var_.data<float>(), y.data<float>(), nhwc);
+            break;
+        }
     }
     return y;
 }

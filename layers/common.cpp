@@ -1,21 +1,89 @@
 #include "common.h"
 
+#include <vector>
+
+#include "../kernels/cuda_context.h"
+#include "../kernels/layout.h"
+
 namespace strata {
 
 std::string Size2::str() const {
     return "(" + std::to_string(h) + ", " + std::to_string(w) + ")";
 }
 
-Tensor expect_nchw(const Tensor& x, const char* layer) {
+Device backend_device(Backend backend) {
+    return backend == Backend::Cuda ? Device::CUDA : Device::CPU;
+}
+
+void expect_on_backend_device(const Tensor& x, const char* layer, const RunOptions& options) {
+    STRATA_CHECK(x.device() == backend_device(options.backend), layer, ": input is on ",
+                 device_name(x.device()), " but the backend is ", backend_name(options.backend),
+                 x.device() == Device::CPU ? "; move it first: x.to(Device::CUDA)"
+                                           : "; move it first: x.to(Device::CPU)");
+}
+
+Tensor expect_nchw(const Tensor& x, const char* layer, const RunOptions& options) {
     STRATA_CHECK(x.defined(), layer, " got an undefined tensor");
     STRATA_CHECK(x.dtype() == DType::Float32, layer, " expects float32 input, got ",
                  dtype_name(x.dtype()));
-    STRATA_CHECK(x.device() == Device::CPU, layer, " expects a CPU tensor, got ",
-                 device_name(x.device()));
+    expect_on_backend_device(x, layer, options);
     STRATA_CHECK(x.dim() == 4, layer, " expects a 4-D input [N, C, H, W], got shape ",
                  shape_str(x.shape()));
     STRATA_CHECK(x.size(0) > 0, layer, " got an empty batch (shape ", shape_str(x.shape()), ")");
-    return x.contiguous();
+    if (x.device() == Device::CPU) return x.contiguous();
+    STRATA_CHECK(x.is_contiguous() || x.is_channels_last(), layer,
+                 ": a cuda input must be NCHW-contiguous or channels_last, got strides ",
+                 shape_str(x.strides()), " for shape ", shape_str(x.shape()));
+    return x;
+}
+
+Tensor expect_nchw(const Tensor& x, const char* layer) { return expect_nchw(x, layer, RunOptions{}); }
+
+void expect_weights_on_backend_device(std::initializer_list<const Tensor*> weights, const char* layer,
+                                      const RunOptions& options) {
+    const Device want = backend_device(options.backend);
+    for (const Tensor* w : weights)
+        STRATA_CHECK(!w->defined() || w->device() == want, layer, ": weights are on ", device_name(w->device()),
+                     " but the backend is ", backend_name(options.backend), "; move the model first: model->to(",
+                     want == Device::CUDA ? "Device::CUDA" : "Device::CPU", ")");
+}
+
+CudaContext& cuda_context(const RunOptions& options, const char* layer) {
+    STRATA_CHECK(options.cuda != nullptr, layer,
+                 ": the cuda backend needs a context: RunOptions::cuda = CudaContext::create()");
+    return *options.cuda;
+}
+
+bool stored_channels_last(const Tensor& x) { return x.dim() == 4 && !x.is_contiguous() && x.is_channels_last(); }
+
+Tensor cuda_in_layout(const Tensor& x, const RunOptions& options, bool channels_last) {
+    if (x.dim() != 4 || stored_channels_last(x) == channels_last || (x.is_contiguous() && x.is_channels_last()))
+        return x;
+    CudaContext& ctx = cuda_context(options, "layout conversion");
+    Tensor y = ctx.empty(x.shape(), channels_last);
+    cuda::convert_layout(ctx, x.size(0), x.size(1), x.size(2), x.size(3), x.data<float>(), !channels_last,
+                         y.data<float>(), channels_last);
+    return y;
+}
+
+Tensor as_returned(const Tensor& y, const RunOptions& options) {
+    if (options.backend != Backend::Cuda) return y;
+    return cuda_in_layout(y, options, false);
+}
+
+Tensor cuda_weight_channels_last(const Tensor& weight) {
+    const Tensor w = weight.to(Device::CPU).contiguous();
+    const int64_t oc = w.size(0), c = w.size(1), kh = w.size(2), kw = w.size(3);
+    Tensor out = Tensor::empty(w.shape());
+    const float* src = w.data<float>();
+    float* dst = out.data<float>();
+    for (int64_t o = 0; o < oc; ++o)
+        for (int64_t i = 0; i < c; ++i)
+            for (int64_t y = 0; y < kh; ++y)
+                for (int64_t x = 0; x < kw; ++x)
+                    dst[((o * kh + y) * kw + x) * c + i] = src[((o * c + i) * kh + y) * kw + x];
+    // The same logical [oc, c, kh, kw] tensor, its memory in channels_last order.
+    return Tensor(out.storage(), 0, w.shape(), channels_last_strides(w.shape()), DType::Float32).to(Device::CUDA);
 }
 
 }  // namespace strata

@@ -2,6 +2,7 @@
 #include "conv2d.h"
 
 #include "../kernels/conv2d.h"
+#include "../kernels/cuda_context.h"
 
 namespace strata {
 
@@ -51,15 +52,30 @@ Conv2dParams Conv2d::params_for(const Tensor& x) const {
 }
 
 Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
-    const Tensor x = expect_nchw(input, "Conv2d");
+    const Tensor x = expect_nchw(input, "Conv2d", options);
+    expect_weights_on_backend_device({&weight_, &bias_}, "Conv2d", options);
     const Conv2dParams p = params_for(x);
-    Tensor y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
     const float* b = bias_.defined() ? bias_.data<float>() : nullptr;
+    Tensor y;
     switch (options.backend) {
         case Backend::Reference:
+            y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
             reference::conv2d(p, x.data<float>(), weight_.data<float>(), b, y.data<float>());
             break;
+        case Backend::Cuda: {
+            // Activations in the context's layout; the input is converted at the edge if needed.
+            CudaContext& ctx = cuda_context(options, "Conv2d");
+            const bool nhwc = ctx.channels_last();
+            const Tensor xl = cuda_in_layout(x, options, nhwc);
+            const Tensor w = nhwc ? *cuda_weight_nhwc_.get([&] { return cuda_weight_channels_last(weight_); }) : weight_;
+            y = ctx.empty({p.n, p.oc, p.oh, p.ow}, nhwc);
+            Conv2dEpilogue epilogue;
+            epilogue.bias = b;
+            cuda::conv2d(ctx, p, xl.data<float>(), w.data<float>(), epilogue, y.data<float>(), nhwc);
+            break;
+        }
         case Backend::Cpu: {
+            y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
             const auto packed = packed_.get([&] {
                 return cpu::pack_conv2d_weight(p.oc, weight_.numel() / p.oc, p.groups, weight_.data<float>());
             });

@@ -33,6 +33,7 @@ private:
     int64_t groups_;
     Tensor weight_, bias_;
     EpochCache<cpu::PackedConv2dWeight> packed_;  // the CPU backend's pre-packed weights
+    EpochCache<Tensor> cuda_weight_nhwc_;         // the CUDA backend's weights for NHWC activations
 };
 
 }  // namespace strata

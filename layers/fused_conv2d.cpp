@@ -90,6 +90,7 @@ SequenceRunner::SequenceRunner(std::vector<Step> steps) : steps_(std::move(steps
                 dynamic_cast<const ReLU*>(steps_[i + 2].module.get()))
                 g.count = 3;
             g.fused = std::make_unique<EpochCache<FusedConv2d>>();
+            g.fused_cuda = std::make_unique<EpochCache<CudaFusedConv2d>>();
         }
         i += g.count;
         groups_.push_back(std::move(g));
@@ -99,6 +100,10 @@ SequenceRunner::SequenceRunner(std::vector<Step> steps) : steps_(std::move(steps
 Tensor SequenceRunner::run(const Tensor& x, const RunOptions& options, OrderedDict<Tensor>* out) const {
     Tensor y = x;
     for (const Group& g : groups_) {
+        if (g.fused && options.backend == Backend::Cuda) {
+            y = run_fused_cuda(g, y, options, out);
+            continue;
+        }
         if (g.fused && options.backend == Backend::Cpu) {
             const Step& first = steps_[g.first];
             if (first.adapter) y = first.adapter(y);
@@ -123,7 +128,7 @@ Tensor SequenceRunner::run(const Tensor& x, const RunOptions& options, OrderedDi
             } catch (const Error& e) {
                 throw e.within(s.name);
             }
-            if (out && !s.out_name.empty()) out->insert(s.out_name, y);
+            if (out && !s.out_name.empty()) out->insert(s.out_name, as_returned(y, options));
         }
     }
     return y;

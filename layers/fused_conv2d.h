@@ -19,6 +19,7 @@
 #include "../core/module.h"
 #include "batch_norm2d.h"
 #include "conv2d.h"
+#include "fused_conv2d_cuda.h"
 
 namespace strata {
 
@@ -61,7 +62,10 @@ private:
     struct Group {
         size_t first = 0, count = 1;  // count 1: a plain child; 2 or 3: conv + bn [+ relu]
         std::unique_ptr<EpochCache<FusedConv2d>> fused;
+        std::unique_ptr<EpochCache<CudaFusedConv2d>> fused_cuda;  // the same run on Backend::Cuda
     };
+    // Backend::Cuda's form of a fused group (fused_conv2d_cuda.cpp).
+    Tensor run_fused_cuda(const Group& g, const Tensor& x, const RunOptions& options, OrderedDict<Tensor>* out) const;
     std::vector<Step> steps_;
     std::vector<Group> groups_;
 };

@@ -1,6 +1,8 @@
 #include "linear.h"
 
+#include "../kernels/cuda_context.h"
 #include "../kernels/linear.h"
+#include "common.h"
 
 namespace strata {
 
@@ -23,20 +25,30 @@ Tensor Linear::forward(const Tensor& input, const RunOptions& options) const {
     STRATA_CHECK(input.size(-1) == in_features_, "expected input of shape [..., ", in_features_,
                  "], got ", shape_str(input.shape()),
                  input.dim() == 4 ? " (a 4-D input needs a flatten first)" : "");
+    expect_on_backend_device(input, "Linear", options);
+    expect_weights_on_backend_device({&weight_, &bias_}, "Linear", options);
     const Tensor x = input.contiguous();
     Shape out_shape = x.shape();
     out_shape.back() = out_features_;
-    Tensor y = Tensor::empty(out_shape);
     const LinearParams p{x.numel() / in_features_, in_features_, out_features_};
     const float* b = bias_.defined() ? bias_.data<float>() : nullptr;
+    Tensor y;
     switch (options.backend) {
         case Backend::Reference:
+            y = Tensor::empty(out_shape);
             reference::linear(p, x.data<float>(), weight_.data<float>(), b, y.data<float>());
             break;
         case Backend::Cpu:
+            y = Tensor::empty(out_shape);
             cpu::linear(p, x.data<float>(), weight_.data<float>(), b, y.data<float>(),
                         options.threads());
             break;
+        case Backend::Cuda: {
+            CudaContext& ctx = cuda_context(options, "Linear");
+            y = ctx.empty(out_shape);
+            cuda::linear(ctx, p, x.data<float>(), weight_.data<float>(), b, y.data<float>());
+            break;
+        }
     }
     return y;
 }

@@ -1,5 +1,6 @@
 #include "max_pool2d.h"
 
+#include "../kernels/cuda_context.h"
 #include "../kernels/max_pool2d.h"
 
 namespace strata {
@@ -25,7 +26,7 @@ std::string MaxPool2d::extra_repr() const {
 }
 
 Tensor MaxPool2d::forward(const Tensor& input, const RunOptions& options) const {
-    const Tensor x = expect_nchw(input, "MaxPool2d");
+    const Tensor x = expect_nchw(input, "MaxPool2d", options);
     MaxPool2dParams p{};
     p.n = x.size(0); p.c = x.size(1); p.h = x.size(2); p.w = x.size(3);
     p.kh = kernel_size_.h; p.kw = kernel_size_.w;
@@ -36,14 +37,23 @@ Tensor MaxPool2d::forward(const Tensor& input, const RunOptions& options) const 
     STRATA_CHECK(p.compute_output_size(), "input of spatial size ", p.h, "x", p.w,
                  " is too small for kernel_size ", kernel_size_.str(), " with padding ",
                  padding_.str());
-    Tensor y = Tensor::empty({p.n, p.c, p.oh, p.ow});
+    Tensor y;
     switch (options.backend) {
         case Backend::Reference:
+            y = Tensor::empty({p.n, p.c, p.oh, p.ow});
             reference::max_pool2d(p, x.data<float>(), y.data<float>());
             break;
         case Backend::Cpu:
+            y = Tensor::empty({p.n, p.c, p.oh, p.ow});
             cpu::max_pool2d(p, x.data<float>(), y.data<float>(), options.threads());
             break;
+        case Backend::Cuda: {  // the output keeps the input's layout
+            CudaContext& ctx = cuda_context(options, "MaxPool2d");
+            const bool nhwc = stored_channels_last(x);
+            y = ctx.empty({p.n, p.c, p.oh, p.ow}, nhwc);
+            cuda::max_pool2d(ctx, p, x.data<float>(), y.data<float>(), nhwc);
+            break;
+        }
     }
     return y;
 }

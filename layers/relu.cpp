@@ -1,21 +1,35 @@
 #include "relu.h"
 
+#include "../kernels/cuda_context.h"
 #include "../kernels/elementwise.h"
+#include "common.h"
 
 namespace strata {
 
 Tensor ReLU::forward(const Tensor& input, const RunOptions& options) const {
     STRATA_CHECK(input.defined() && input.dtype() == DType::Float32,
                  "ReLU expects a float32 tensor");
-    const Tensor x = input.contiguous();
-    Tensor y = Tensor::empty(x.shape());
+    expect_on_backend_device(input, "ReLU", options);
+    Tensor x, y;
     switch (options.backend) {
         case Backend::Reference:
+            x = input.contiguous();
+            y = Tensor::empty(x.shape());
             reference::relu(x.data<float>(), y.data<float>(), x.numel());
             break;
         case Backend::Cpu:
+            x = input.contiguous();
+            y = Tensor::empty(x.shape());
             cpu::relu(x.data<float>(), y.data<float>(), x.numel(), options.threads());
             break;
+        case Backend::Cuda: {  // elementwise: any dense layout, kept
+            CudaContext& ctx = cuda_context(options, "ReLU");
+            const bool nhwc = stored_channels_last(input);
+            x = nhwc ? input : input.contiguous();
+            y = ctx.empty(x.shape(), nhwc);
+            cuda::relu(ctx, x.data<float>(), y.data<float>(), x.numel());
+            break;
+        }
     }
     return y;
 }
@@ -27,16 +41,30 @@ namespace strata {
 Tensor add_relu(const Tensor& a_in, const Tensor& b_in, const RunOptions& options) {
     STRATA_CHECK(a_in.shape() == b_in.shape(), "residual add of shapes ", shape_str(a_in.shape()),
                  " and ", shape_str(b_in.shape()), " (strata does not broadcast)");
-    const Tensor a = a_in.contiguous(), b = b_in.contiguous();
-    Tensor y = Tensor::empty(a.shape());
+    expect_on_backend_device(a_in, "residual add", options);
+    expect_on_backend_device(b_in, "residual add", options);
+    Tensor a, b, y;
     switch (options.backend) {
         case Backend::Reference:
+            a = a_in.contiguous(), b = b_in.contiguous();
+            y = Tensor::empty(a.shape());
             reference::add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), true);
             break;
         case Backend::Cpu:
+            a = a_in.contiguous(), b = b_in.contiguous();
+            y = Tensor::empty(a.shape());
             cpu::add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), true,
                      options.threads());
             break;
+        case Backend::Cuda: {  // both in a's layout
+            CudaContext& ctx = cuda_context(options, "residual add");
+            const bool nhwc = stored_channels_last(a_in);
+            a = nhwc ? a_in : a_in.contiguous();
+            b = nhwc ? cuda_in_layout(b_in, options, true) : cuda_in_layout(b_in, options, false).contiguous();
+            y = ctx.empty(a.shape(), nhwc);
+            cuda::add(ctx, a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), true);
+            break;
+        }
     }
     return y;
 }

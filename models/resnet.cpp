@@ -23,8 +23,10 @@ BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride,
 
 namespace {
 
-// A block's fused form runs a FusedConv2d; its errors carry the convolution's name.
-Tensor run_fused(const char* name, const FusedConv2d& f, const Tensor& x, const Tensor* residual,
+// A block's fused form runs a FusedConv2d (or CudaFusedConv2d); its errors carry the
+// convolution's name.
+template <typename Fused>
+Tensor run_fused(const char* name, const Fused& f, const Tensor& x, const Tensor* residual,
                  const RunOptions& o) {
     try {
         return f.forward(x, residual, o);
@@ -33,13 +35,14 @@ Tensor run_fused(const char* name, const FusedConv2d& f, const Tensor& x, const 
     }
 }
 
-// downsample = Sequential(Conv2d, BatchNorm2d), folded into one FusedConv2d.
-std::unique_ptr<FusedConv2d> fuse_downsample(const std::shared_ptr<Module>& downsample) {
+// downsample = Sequential(Conv2d, BatchNorm2d), folded into one FusedConv2d (or CudaFusedConv2d).
+template <typename Fused = FusedConv2d>
+std::unique_ptr<Fused> fuse_downsample(const std::shared_ptr<Module>& downsample) {
     if (!downsample) return nullptr;
     const auto* conv = dynamic_cast<const Conv2d*>(downsample->child("0").get());
     const auto* bn = dynamic_cast<const BatchNorm2d*>(downsample->child("1").get());
     STRATA_CHECK(conv && bn, "downsample must be Sequential(Conv2d, BatchNorm2d)");
-    return std::make_unique<FusedConv2d>(*conv, bn, false);
+    return std::make_unique<Fused>(*conv, bn, false);
 }
 
 }  // namespace
@@ -49,7 +52,22 @@ struct BasicBlock::Fused {
     std::unique_ptr<FusedConv2d> down;
 };
 
+struct BasicBlock::FusedCuda {
+    CudaFusedConv2d c1, c2;
+    std::unique_ptr<CudaFusedConv2d> down;
+};
+
 Tensor BasicBlock::forward(const Tensor& x, const RunOptions& o) const {
+    if (o.backend == Backend::Cuda) {  // as below, each convolution one cuDNN call
+        expect_nchw(x, "BasicBlock", o);
+        const auto f = fused_cuda_.get([&] {
+            return FusedCuda{CudaFusedConv2d(*conv1_, bn1_.get(), true), CudaFusedConv2d(*conv2_, bn2_.get(), true),
+                             fuse_downsample<CudaFusedConv2d>(downsample_)};
+        });
+        const Tensor t = run_fused("conv1", f->c1, x, nullptr, o);
+        const Tensor identity = f->down ? run_fused("downsample.0", *f->down, x, nullptr, o) : x;
+        return run_fused("conv2", f->c2, t, &identity, o);
+    }
     if (o.backend == Backend::Cpu) {
         // relu(bn2(conv2(relu(bn1(conv1(x))))) + identity) as three fused convolutions.
         const auto f = fused_.get([&] {
@@ -86,7 +104,23 @@ struct Bottleneck::Fused {
     std::unique_ptr<FusedConv2d> down;
 };
 
+struct Bottleneck::FusedCuda {
+    CudaFusedConv2d c1, c2, c3;
+    std::unique_ptr<CudaFusedConv2d> down;
+};
+
 Tensor Bottleneck::forward(const Tensor& x, const RunOptions& o) const {
+    if (o.backend == Backend::Cuda) {
+        expect_nchw(x, "Bottleneck", o);
+        const auto f = fused_cuda_.get([&] {
+            return FusedCuda{CudaFusedConv2d(*conv1_, bn1_.get(), true), CudaFusedConv2d(*conv2_, bn2_.get(), true),
+                             CudaFusedConv2d(*conv3_, bn3_.get(), true), fuse_downsample<CudaFusedConv2d>(downsample_)};
+        });
+        Tensor t = run_fused("conv1", f->c1, x, nullptr, o);
+        t = run_fused("conv2", f->c2, t, nullptr, o);
+        const Tensor identity = f->down ? run_fused("downsample.0", *f->down, x, nullptr, o) : x;
+        return run_fused("conv3", f->c3, t, &identity, o);
+    }
     if (o.backend == Backend::Cpu) {
         const auto f = fused_.get([&] {
             return Fused{FusedConv2d(*conv1_, bn1_.get(), true), FusedConv2d(*conv2_, bn2_.get(), true),
@@ -162,7 +196,7 @@ Module::InputAdapter ResNet::child_input_adapter(const std::string& child_name) 
 }
 
 Tensor ResNet::forward(const Tensor& x, const RunOptions& options) const {
-    return runner_->run(x, options, nullptr);
+    return as_returned(runner_->run(x, options, nullptr), options);
 }
 
 namespace {

@@ -26,11 +26,13 @@ public:
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
 
 private:
-    struct Fused;  // conv1+bn1+relu, conv2+bn2+add+relu, downsample conv+bn
+    struct Fused;      // conv1+bn1+relu, conv2+bn2+add+relu, downsample conv+bn
+    struct FusedCuda;  // the same three on the CUDA backend
     std::shared_ptr<Conv2d> conv1_, conv2_;
     std::shared_ptr<BatchNorm2d> bn1_, bn2_;
     std::shared_ptr<Module> relu_, downsample_;
     EpochCache<Fused> fused_;
+    EpochCache<FusedCuda> fused_cuda_;
 };
 
 // 1x1 -> 3x3 (stride here, torchvision's "ResNet v1.5") -> 1x1 (x4 channels), + identity
@@ -43,10 +45,12 @@ public:
 
 private:
     struct Fused;
+    struct FusedCuda;
     std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
     std::shared_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
     std::shared_ptr<Module> relu_, downsample_;
     EpochCache<Fused> fused_;
+    EpochCache<FusedCuda> fused_cuda_;
 };
 
 enum class BlockKind { Basic, Bottleneck };

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -11,7 +12,12 @@
 
 namespace strata_test {
 
-inline std::string fixture(const std::string& name) { return std::string(STRATA_FIXTURES_DIR) + "/" + name; }
+// The fixtures folder: STRATA_FIXTURES_DIR from the environment (a binary run on another
+// machine, e.g. benchmarks/gpu_check.sh), else the source tree's, fixed at build time.
+inline std::string fixture(const std::string& name) {
+    const char* env = std::getenv("STRATA_FIXTURES_DIR");
+    return std::string(env && *env ? env : STRATA_FIXTURES_DIR) + "/" + name;
+}
 
 // A uniform [lo, hi) tensor from the deterministic stream `key` (seed fixed).
 inline strata::Tensor random_tensor(const strata::Shape& shape, const std::string& key,

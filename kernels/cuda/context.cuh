@@ -1,0 +1,139 @@
+// The inside of a CudaContext (kernels/cuda_context.h), shared by the kernels in kernels/cuda/:
+// stream, cuDNN and cuBLASLt handles, the memory pool, the per-shape caches, and the status
+// checks. Every CUDA, cuDNN and cuBLAS call in strata goes through one of the CHECK macros
+// below, which throw strata::Error naming the op, the call and the library's own message.
+#pragma once
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../../core/error.h"
+#include "../cuda_context.h"
+
+namespace strata {
+namespace cuda_detail {
+
+[[noreturn]] void fail(const char* op, const char* call, const char* library, const std::string& status);
+// "CUBLAS_STATUS_NOT_SUPPORTED" (cuBLASLt alone has no such function; libcublas is not linked).
+const char* cublas_status_name(cublasStatus_t status);
+
+}  // namespace cuda_detail
+}  // namespace strata
+
+// op: what strata was doing ("conv2d"); call: the library call, checked for success.
+#define STRATA_CUDA_CHECK(op, call)                                                              \
+    do {                                                                                        \
+        const cudaError_t status_ = (call);                                                     \
+        if (status_ != cudaSuccess)                                                             \
+            ::strata::cuda_detail::fail(op, #call, "CUDA",                                      \
+                                        std::string(cudaGetErrorName(status_)) + ": " +         \
+                                            cudaGetErrorString(status_));                       \
+    } while (0)
+#define STRATA_CUDNN_CHECK(op, call)                                                             \
+    do {                                                                                        \
+        const cudnnStatus_t status_ = (call);                                                   \
+        if (status_ != CUDNN_STATUS_SUCCESS)                                                    \
+            ::strata::cuda_detail::fail(op, #call, "cuDNN", cudnnGetErrorString(status_));      \
+    } while (0)
+#define STRATA_CUBLAS_CHECK(op, call)                                                            \
+    do {                                                                                        \
+        const cublasStatus_t status_ = (call);                                                  \
+        if (status_ != CUBLAS_STATUS_SUCCESS)                                                   \
+            ::strata::cuda_detail::fail(op, #call, "cuBLASLt",                                  \
+                                        ::strata::cuda_detail::cublas_status_name(status_));    \
+    } while (0)
+// After every kernel launch: a bad launch configuration shows up here, not three ops later.
+#define STRATA_CUDA_LAUNCH_CHECK(op) STRATA_CUDA_CHECK(op, cudaGetLastError())
+
+namespace strata {
+namespace cuda_detail {
+
+// Device memory kept for reuse. Blocks are handed out as shared pointers whose deleter gives
+// them back; a block is reused by later work on the same stream, so stream order keeps it safe.
+// While a graph is being captured, the context routes requests to the graph's own pool, so the
+// memory a graph replays into is never handed to anyone else.
+class MemoryPool : public std::enable_shared_from_this<MemoryPool> {
+public:
+    MemoryPool() = default;
+    MemoryPool(const MemoryPool&) = delete;
+    MemoryPool& operator=(const MemoryPool&) = delete;
+    ~MemoryPool();  // frees every block it owns (all are free by then: blocks hold the pool)
+    // At least nbytes of device memory (nullptr for 0 bytes), from `capture` while it is set.
+    std::shared_ptr<void> take(size_t nbytes);
+    // cudaFree of the blocks nobody uses.
+    void release_cached() noexcept;
+
+    // While a graph captures: the graph's pool, which serves every request and takes over
+    // free blocks of this one before it asks the device for more.
+    std::shared_ptr<MemoryPool> capture;
+
+private:
+    std::shared_ptr<void> take_from_self(size_t nbytes, MemoryPool* lender);
+    void give_back(void* ptr, size_t size) noexcept;
+    std::multimap<size_t, void*> free_;         // size -> free block
+    std::unordered_map<void*, size_t> owned_;   // every block this pool allocated or took over
+};
+
+// A cached cuDNN plan for one convolution shape: descriptors, the algorithm cuDNN's timed
+// search picked, its workspace size, and whether the fused bias+activation call accepts it.
+struct ConvPlan {
+    cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+    cudnnFilterDescriptor_t w = nullptr;
+    cudnnConvolutionDescriptor_t conv = nullptr;
+    cudnnActivationDescriptor_t relu = nullptr;
+    cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+    size_t workspace = 0;
+    bool fused_ok = true;  // cleared when cudnnConvolutionBiasActivationForward says NOT_SUPPORTED
+    ~ConvPlan();
+};
+
+struct LinearPlan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    size_t workspace = 0;
+    ~LinearPlan();
+};
+
+}  // namespace cuda_detail
+
+struct CudaContext::Impl {
+    CudaOptions options;
+    bool channels_last = false;
+    int device = 0;
+    std::string name;
+    cudaStream_t stream = nullptr;
+    cudnnHandle_t cudnn = nullptr;
+    cublasLtHandle_t cublaslt = nullptr;
+    std::shared_ptr<cuda_detail::MemoryPool> pool;
+    bool capturing = false;
+    // Key: the convolution's geometry and layout (see conv2d.cu).
+    std::map<std::array<int64_t, 15>, std::unique_ptr<cuda_detail::ConvPlan>> conv_plans;
+    std::map<std::array<int64_t, 4>, std::unique_ptr<cuda_detail::LinearPlan>> linear_plans;  // batch, in, out, bias
+
+    ~Impl();
+    // Makes the context's device current on this thread (cheap when it already is).
+    void activate();
+    // Scratch memory for one call (a workspace); given back to the pool when released.
+    std::shared_ptr<void> scratch(size_t nbytes);
+};
+
+namespace cuda_detail {
+// The context's inside, with its device made current: the first line of every cuda:: kernel.
+CudaContext::Impl& use(CudaContext& ctx, const char* op);
+// Blocks of 256 threads, enough blocks to cover n (capped; kernels loop with a grid stride).
+inline unsigned blocks_for(int64_t n, int threads = 256) {
+    const int64_t b = (n + threads - 1) / threads;
+    return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
+}
+}  // namespace cuda_detail
+
+}  // namespace strata
