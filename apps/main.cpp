@@ -1,6 +1,8 @@
 // strata: the command-line tool.
 //   strata features --model resnet18 [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors] [--threads N]
 //   strata layers   --model resnet18 [--size 224] [--all]
+//   strata convert  IN OUT.safetensors [--strip-prefix P]
+// --weights and convert's IN take safetensors or torch.save (.pth) files, told apart by content.
 // Any bad input or usage exits 2 with one line "error: ..." on stderr; outputs are written
 // atomically, so a failed run leaves no partial file.
 #include <CLI/CLI.hpp>
@@ -48,17 +50,28 @@ strata::ReturnLayers parse_layers(const std::string& spec) {
 
 // Notes go to stderr only once the command has succeeded, so a failure prints one line.
 std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& weights,
-                                                   std::string& notes, double* load_ms = nullptr) {
+                                                   const strata::LoadOptions& load_options, std::string& notes,
+                                                   double* load_ms = nullptr) {
     auto model = strata::models::create(name);
     if (weights.empty()) {
         notes += "note: no --weights given: " + name +
                  " has untrained weights (torchvision-style initialisation, seed 0)\n";
-    } else {
-        const auto load_start = std::chrono::steady_clock::now();  // for bench's load_ms
-        model->load_state_dict(strata::load(weights));
-        if (load_ms)
-            *load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
+        return model;
     }
+    const auto load_start = std::chrono::steady_clock::now();  // for bench's load_ms
+    const strata::StateDict state = strata::load(weights, load_options);
+    try {
+        model->load_state_dict(state);
+    } catch (const strata::Error& e) {
+        // When the keys only differ by a prefix (a wrapped or sub-model checkpoint), say so.
+        const std::string prefix = strata::find_key_prefix(state.keys(), model->state_dict().keys());
+        if (!prefix.empty())
+            STRATA_FAIL(weights, ": the file's keys start with '", prefix, "': add --strip-prefix ", prefix,
+                        " to load them (", e.what(), ")");
+        STRATA_FAIL(weights, ": ", e.what());
+    }
+    if (load_ms)
+        *load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
     return model;
 }
 
@@ -85,13 +98,17 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
 
     std::string model_name = "resnet18", weights, input, layers = kDefaultLayers, out_path;
+    strata::LoadOptions load_options;
+    const char* kStripHelp = "keep only weight keys starting with this prefix, minus the prefix "
+                             "(\"module.\" is removed automatically when every key has it)";
     int threads = 0;
     int64_t size = 224;
     bool all = false;
 
     auto* features = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
     features->add_option("--model", model_name, "model name (resnet18, resnet34, resnet50, ...)");
-    features->add_option("--weights", weights, "weight file (.safetensors)");
+    features->add_option("--weights", weights, "weight file: .safetensors or torch.save .pth (format read from the content)");
+    features->add_option("--strip-prefix", load_options.strip_prefix, kStripHelp);
     features->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
     features->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
     features->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
@@ -106,7 +123,8 @@ int main(int argc, char** argv) {
     double peak_gflops = 0;
     auto* bench = app.add_subcommand("bench", "time forward calls (model loaded once; only forward is timed)");
     bench->add_option("--model", model_name, "model name");
-    bench->add_option("--weights", weights, "weight file (default: untrained weights)");
+    bench->add_option("--weights", weights, "weight file, .safetensors or .pth (default: untrained weights)");
+    bench->add_option("--strip-prefix", load_options.strip_prefix, kStripHelp);
     bench->add_option("--layers", bench_layers, "child:new_name pairs (default: the full model)");
     bench->add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
     bench->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
@@ -125,9 +143,15 @@ int main(int argc, char** argv) {
     layers_cmd->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
     layers_cmd->add_flag("--all", all, "list every module path, not only direct children");
 
+    std::string convert_in, convert_out;
+    auto* convert = app.add_subcommand("convert", "convert a weight file (.pth or .safetensors) to safetensors");
+    convert->add_option("input", convert_in, "weight file: torch.save .pth (zip or legacy) or .safetensors")->required();
+    convert->add_option("output", convert_out, "the safetensors file to write (written atomically)")->required();
+    convert->add_option("--strip-prefix", load_options.strip_prefix, kStripHelp);
+
     if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "features" && std::string(argv[1]) != "layers" &&
-        std::string(argv[1]) != "bench") {
-        std::cerr << "error: unknown command '" << argv[1] << "'; commands: features, layers, bench (see --help)\n";
+        std::string(argv[1]) != "bench" && std::string(argv[1]) != "convert") {
+        std::cerr << "error: unknown command '" << argv[1] << "'; commands: features, layers, bench, convert (see --help)\n";
         return 2;
     }
     try {
@@ -148,7 +172,7 @@ int main(int argc, char** argv) {
         if (*features) {
             const strata::ReturnLayers return_layers = parse_layers(layers);
             std::string notes;
-            auto model = make_model(model_name, weights, notes);
+            auto model = make_model(model_name, weights, load_options, notes);
             const strata::IntermediateLayerGetter getter(*model, return_layers);
             device.move(*model);
             const strata::Tensor x = input.empty() ? default_input() : strata::load_npy(input);
@@ -165,7 +189,7 @@ int main(int argc, char** argv) {
         } else if (*bench) {
             std::string notes;
             double load_ms = -1;  // strata::load + load_state_dict; stays -1 without --weights
-            auto model = make_model(model_name, weights, notes, &load_ms);
+            auto model = make_model(model_name, weights, load_options, notes, &load_ms);
             device.move(*model);
             const strata::Tensor x = device.input(strata::Tensor::full({batch, 3, size, size}, 0.5f));
             std::unique_ptr<strata::IntermediateLayerGetter> getter;
@@ -209,6 +233,19 @@ int main(int argc, char** argv) {
                         1000.0 * static_cast<double>(batch) / stats.median_ms, first_ms, load_field,
                         profile_fields.c_str());
             std::cerr << notes;
+        } else if (*convert) {
+            const std::string suffix = ".safetensors";
+            STRATA_CHECK(convert_out.size() > suffix.size() &&
+                             convert_out.compare(convert_out.size() - suffix.size(), suffix.size(), suffix) == 0,
+                         convert_out, ": convert writes safetensors; name the output *.safetensors");
+            strata::Metadata metadata;
+            const strata::StateDict state = strata::load(convert_in, load_options, &metadata);
+            metadata["format"] = "pt";  // what safetensors files of torch weights declare
+            metadata["converted_by"] = "strata convert";
+            strata::save(state, convert_out, metadata);
+            int64_t values = 0;
+            for (const auto& item : state) values += item.second.numel();
+            std::cout << "wrote " << convert_out << ": " << state.size() << " tensors, " << values << " values\n";
         } else if (*layers_cmd) {
             auto model = strata::models::create(model_name);
             if (all) {

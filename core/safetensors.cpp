@@ -15,6 +15,9 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // as the reference implementation
+// A valid header nests 3 deep (object > tensor > shape). Deeper JSON is refused while parsing:
+// printing or walking a value nested a million deep would overflow the stack.
+constexpr int kMaxHeaderDepth = 8;
 
 bool parse_dtype(const std::string& s, DType& dtype) {
     if (s == "F32") dtype = DType::Float32;
@@ -42,9 +45,16 @@ struct Entry {
     uint64_t begin, end;
 };
 
+// A value for messages: scalars as JSON, containers only by their type (never a huge dump).
+std::string brief(const json& v) {
+    if (v.is_structured()) return v.is_array() ? "an array" : "an object";
+    const std::string text = v.dump();
+    return text.size() <= 64 ? text : text.substr(0, 64) + "...";
+}
+
 uint64_t get_u64(const json& v, const std::string& where) {
     STRATA_CHECK(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0),
-                 where, " must be a non-negative integer, got ", v.dump());
+                 where, " must be a non-negative integer, got ", brief(v));
     return v.get<uint64_t>();
 }
 
@@ -72,6 +82,9 @@ StateDict read_safetensors(const unsigned char* data, size_t size,
         const auto* begin = reinterpret_cast<const char*>(data + 8);
         header = json::parse(begin, begin + header_len,
                              [&](int depth, json::parse_event_t event, json& parsed) {
+                                 if (depth > kMaxHeaderDepth)
+                                     STRATA_FAIL(where, " header nests deeper than ", kMaxHeaderDepth,
+                                                 " levels; a valid header nests 3");
                                  if (depth == 1 && event == json::parse_event_t::key &&
                                      !top_keys.insert(parsed.get<std::string>()).second &&
                                      duplicate.empty())
@@ -116,7 +129,9 @@ StateDict read_safetensors(const unsigned char* data, size_t size,
         }
         e.begin = get_u64(v["data_offsets"][0], at + " data_offsets");
         e.end = get_u64(v["data_offsets"][1], at + " data_offsets");
-        STRATA_CHECK(e.begin <= e.end && e.end <= body_size, at, " data_offsets [", e.begin, ", ",
+        STRATA_CHECK(e.begin <= e.end, at, " data_offsets [", e.begin, ", ", e.end,
+                     "] are reversed (begin after end)");
+        STRATA_CHECK(e.end <= body_size, at, " data_offsets [", e.begin, ", ",
                      e.end, "] lie outside the ", body_size, " bytes of data");
         int64_t numel = 0;
         try {

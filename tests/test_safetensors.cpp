@@ -61,7 +61,7 @@ TEST_CASE("safetensors: round trip keeps keys, order, dtypes, values and metadat
         INFO(key);
         REQUIRE(b.dtype() == t.dtype());
         REQUIRE(b.shape() == t.shape());
-        REQUIRE(std::memcmp(b.raw_data(), t.raw_data(), t.nbytes()) == 0);
+        REQUIRE((t.nbytes() == 0 || std::memcmp(b.raw_data(), t.raw_data(), t.nbytes()) == 0));
     }
     // float32 data is borrowed from the mapping, not copied
     REQUIRE_FALSE(back.at("b.weight").storage()->owns_memory());
@@ -74,7 +74,7 @@ TEST_CASE("safetensors: the format is chosen by content, not by the file name") 
     save(state, path);
     REQUIRE(load(path).at("x").numel() == 4);
     write_bytes(temp_path("fake.safetensors"), "PK\x03\x04 rest of a zip");
-    REQUIRE_THROWS_WITH(load(temp_path("fake.safetensors")), Catch::Contains("torch.save") && Catch::Contains("export_torchvision.py"));
+    REQUIRE_THROWS_WITH(load(temp_path("fake.safetensors")), Catch::Contains("zip archive"));
     write_bytes(temp_path("text.safetensors"), "hello world, not weights");
     REQUIRE_THROWS_WITH(load(temp_path("text.safetensors")), Catch::Contains("not a weight file"));
     REQUIRE_THROWS_WITH(load(temp_path("does_not_exist")), Catch::Contains("cannot open"));

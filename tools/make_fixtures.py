@@ -3,6 +3,7 @@
 torch and torchvision, e.g. `/usr/bin/python3 tools/make_fixtures.py`).
 
     ops.safetensors                 per-op cases computed by torch (conv2d, batch_norm2d, ...)
+    pth/*.pth                       small torch.save files (zip, legacy, checkpoints; --only pth)
     resnet18_<config>.safetensors   ResNet-18 (detgen weights, seed 2024) getter outputs
     detgen_check.safetensors        first values of detgen tensors, to check the C++ generator
 
@@ -373,13 +374,143 @@ def make_detgen_check(path, count=16):
     save_safetensors(tensors, path, meta)
 
 
+# --------------------------------------------------------------------------- pth (torch.save)
+# Small files written by torch.save itself, for core/pth.cpp: the zip and legacy formats, pickle
+# protocols 2/4/5, views with storage offsets and strides, shared storages, the checkpoint
+# layouts people save (bare state_dict; wrapped under 'state_dict', 'model' or
+# 'model_state_dict'; DataParallel's 'module.' keys) and files strata must refuse. Expected
+# values are stored next to them as safetensors, contiguous, under the same keys.
+# `make_fixtures.py --only pth` writes only these (tests/fixtures/pth/, about 40 KB).
+PTH_SEED = 31
+
+
+def save_safetensors_torch(tensors, path, metadata):
+    """safetensors of torch tensors, any of float32/float16/bfloat16/int64 (numpy, and so
+    st_io, has no bfloat16). Each tensor is written contiguous, in the dict's order."""
+    codes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+             torch.int64: "I64"}
+    header, blobs, offset = OrderedDict([("__metadata__", metadata)]), [], 0
+    for name, tensor in tensors.items():
+        c = tensor.detach().contiguous()
+        raw = c.view(torch.int16) if c.dtype == torch.bfloat16 else c
+        data = raw.numpy().astype(raw.numpy().dtype.newbyteorder("<")).tobytes(order="C")
+        header[name] = OrderedDict([("dtype", codes[c.dtype]), ("shape", list(c.shape)),
+                                    ("data_offsets", [offset, offset + len(data)])])
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+
+
+def pth_small_state_dict():
+    """Every layout torch.save has to describe: offsets, strides, stride 0, shared storage."""
+    g = torch.Generator().manual_seed(PTH_SEED)
+    base = torch.randn(6, 8, generator=g)  # one storage behind five tensors below
+    sd = OrderedDict()
+    sd["conv.weight"] = torch.randn(4, 3, 3, 3, generator=g)
+    sd["shared.base"] = base
+    sd["view.rows"] = base[2:4]                 # storage offset 16, contiguous
+    sd["view.transposed"] = base.t()            # strides (1, 8)
+    sd["view.column"] = base[:, 5]              # offset 5, stride 8
+    sd["view.strided"] = base[::2, 1::3]        # offset 1, strides (16, 3)
+    sd["channels_last"] = torch.randn(2, 3, 4, 5, generator=g).contiguous(
+        memory_format=torch.channels_last)      # strides (60, 1, 15, 3)
+    sd["expand"] = torch.randn(3, generator=g).expand(4, 3)  # stride 0
+    sd["half"] = torch.randn(5, generator=g).half()
+    sd["bfloat16"] = torch.randn(2, 3, generator=g).bfloat16()
+    sd["special"] = torch.tensor([float("nan"), float("inf"), float("-inf"), -0.0, 1e-45, 3.0])
+    sd["bn.num_batches_tracked"] = torch.tensor(17)   # int64, 0-d
+    sd["scalar"] = torch.tensor(3.5)                  # float32, 0-d
+    sd["empty"] = torch.zeros(0, 4)
+    sd["int64"] = torch.tensor([2 ** 62, -2 ** 62, -1, 0, 7])
+    return sd
+
+
+def pth_tiny_model():
+    torch.manual_seed(PTH_SEED)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 2, 1))
+    with torch.no_grad():  # non-trivial running statistics
+        model[1].running_mean.copy_(torch.randn(4))
+        model[1].running_var.copy_(torch.rand(4) + 0.5)
+        model[1].num_batches_tracked.fill_(5)
+    return model
+
+
+def make_pth_fixtures(outdir):
+    import argparse as argparse_module  # an argparse.Namespace, as torchvision's references save
+    os.makedirs(outdir, exist_ok=True)
+    written = []
+
+    def save(obj, name, **kwargs):
+        torch.save(obj, os.path.join(outdir, name), **kwargs)
+        written.append(name)
+
+    sd = pth_small_state_dict()
+    save(sd, "small_zip.pth")
+    save(sd, "small_zip_proto4.pth", pickle_protocol=4)
+    save(sd, "small_zip_proto5.pth", pickle_protocol=5)
+    save(sd, "small_legacy.pth", _use_new_zipfile_serialization=False)
+    save_safetensors_torch(sd, os.path.join(outdir, "small_expected.safetensors"), OrderedDict([
+        ("generator", GENERATOR), ("torch_version", torch.__version__),
+        ("description", "the state_dict of small_*.pth, each tensor made contiguous")]))
+    written.append("small_expected.safetensors")
+
+    model = pth_tiny_model()
+    tiny = OrderedDict((k, v.clone()) for k, v in model.state_dict().items())  # not live views
+    save(tiny, "tiny_model.pth")
+    save(tiny, "tiny_model_legacy.pth", _use_new_zipfile_serialization=False)
+    save(nn.DataParallel(model).state_dict(), "tiny_dataparallel.pth")
+    save(OrderedDict(model.named_parameters()), "tiny_parameters.pth")  # nn.Parameter objects
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 6, 6)).sum().backward()
+    optimizer.step()  # gives the optimizer state (momentum buffers) to save
+    with torch.no_grad():  # the step changed the weights: save the ones tiny_expected holds
+        model.load_state_dict(tiny)
+    # pytorch/examples imagenet: DataParallel keys under 'state_dict', plus other entries.
+    save({"epoch": 7, "arch": "tiny", "state_dict": nn.DataParallel(model).state_dict(),
+          "best_acc1": torch.tensor(0.75), "optimizer": optimizer.state_dict(),
+          "notes": [None, True, 2.5, (1, 2), {"nested": b"bytes"}]}, "ckpt_state_dict.pth")
+    # torchvision's references/classification/train.py: 'model', 'args' is an argparse.Namespace.
+    save({"model": tiny, "optimizer": optimizer.state_dict(), "epoch": 3,
+          "args": argparse_module.Namespace(lr=0.1, model="tiny"), "best": np.float64(0.5)},
+         "ckpt_model.pth")
+    # The PyTorch tutorial's layout, saved by the legacy writer.
+    save({"epoch": 5, "model_state_dict": tiny, "optimizer_state_dict": optimizer.state_dict(),
+          "loss": 0.25}, "ckpt_model_state_dict_legacy.pth", _use_new_zipfile_serialization=False)
+    save_safetensors_torch(tiny, os.path.join(outdir, "tiny_expected.safetensors"), OrderedDict([
+        ("generator", GENERATOR), ("torch_version", torch.__version__),
+        ("description", "the state_dict of tiny_*.pth and ckpt_*.pth: Sequential(Conv2d(3, 4, "
+                        "3, bias=False), BatchNorm2d(4), ReLU(), Conv2d(4, 2, 1))")]))
+    written.append("tiny_expected.safetensors")
+
+    # Files strata must refuse, each with its own error.
+    save(model, "refuse_whole_model.pth")                              # torch.save(model)
+    save({"w": torch.zeros(3, dtype=torch.float64)}, "refuse_float64.pth")
+    torch.jit.save(torch.jit.script(model), os.path.join(outdir, "refuse_torchscript.pt"))
+    written.append("refuse_torchscript.pt")
+    return written
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Writes strata's test fixtures.")
     p.add_argument("--outdir", default=os.path.join(os.path.dirname(HERE), "tests", "fixtures"))
+    p.add_argument("--only", choices=["pth"],
+                   help="write only this group (pth: the torch.save files in OUTDIR/pth)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
     os.makedirs(args.outdir, exist_ok=True)
+    if args.only == "pth" or args.only is None:
+        for name in make_pth_fixtures(os.path.join(args.outdir, "pth")):
+            print("pth/" + name)
+    if args.only is not None:
+        return
     with torch.no_grad():
         n = make_ops(os.path.join(args.outdir, "ops.safetensors"))
         print("ops.safetensors: %d cases" % n)
