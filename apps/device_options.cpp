@@ -59,7 +59,8 @@ std::function<void()> DeviceOptions::timed(std::function<void()> call) {
 
 std::string DeviceOptions::note() const {
     if (!cuda()) return "";
-    return "note: cuda: " + ctx_->device_name() + (graph_ ? ", CUDA graph replay" : ", eager launches") + "\n";
+    return "note: cuda: " + ctx_->device_name() + (graph_ ? ", CUDA graph replay" : ", eager launches") + "; " +
+           ctx_->summary() + "\n";
 }
 
 }  // namespace strata_cli

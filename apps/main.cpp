@@ -199,7 +199,6 @@ int main(int argc, char** argv) {
                 if (getter) (*getter)(x, options);
                 else model->forward(x, options);
             });
-            notes += device.note();
             auto ms_since = [](std::chrono::steady_clock::time_point t0) {
                 return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
             };
@@ -232,6 +231,7 @@ int main(int argc, char** argv) {
                         std::max(warmup, 1), iters, stats.median_ms, stats.min_ms, stats.mean_ms,
                         1000.0 * static_cast<double>(batch) / stats.median_ms, first_ms, load_field,
                         profile_fields.c_str());
+            notes += device.note();  // after the calls: what the CUDA caches hold
             std::cerr << notes;
         } else if (*convert) {
             const std::string suffix = ".safetensors";

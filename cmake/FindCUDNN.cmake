@@ -5,7 +5,7 @@
 find_path(CUDNN_INCLUDE_DIR cudnn.h
   HINTS ${CUDNN_ROOT} $ENV{CUDNN_ROOT} ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}
   PATH_SUFFIXES include)
-find_library(CUDNN_LIBRARY cudnn
+find_library(CUDNN_LIBRARY NAMES cudnn libcudnn.so.9  # a pip wheel (nvidia-cudnn-cu13) has only the versioned name
   HINTS ${CUDNN_ROOT} $ENV{CUDNN_ROOT} ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}
   PATH_SUFFIXES lib64 lib lib/x64)
 

@@ -49,6 +49,9 @@ public:
     void synchronize();
     // Gives cached pool blocks back to the device (blocks in use stay).
     void release_cached_memory();
+    // What the caches hold, for benchmark notes: "11 convolution shapes (9 with cuDNN's fused
+    // bias+ReLU), algorithms IMPLICIT_PRECOMP_GEMM x6, WINOGRAD_NONFUSED x5; 1 matrix product".
+    std::string summary() const;
 
     struct Impl;  // kernels/cuda/context.cuh
     Impl& impl() { return *impl_; }

@@ -44,6 +44,7 @@ std::string CudaContext::device_name() const { no_cuda(); }
 Tensor CudaContext::empty(const Shape&, bool) { no_cuda(); }
 void CudaContext::synchronize() { no_cuda(); }
 void CudaContext::release_cached_memory() {}
+std::string CudaContext::summary() const { no_cuda(); }
 
 struct CudaGraph::Impl {};
 CudaGraph::CudaGraph(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

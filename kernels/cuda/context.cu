@@ -222,6 +222,26 @@ std::shared_ptr<CudaContext> CudaContext::create(const CudaOptions& options) {
     return std::shared_ptr<CudaContext>(new CudaContext(std::move(impl)));
 }
 
+std::string CudaContext::summary() const {
+    static const char* names[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT", "FFT",
+                                  "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
+    std::map<std::string, int> algos, refusals;
+    int fused = 0;
+    for (const auto& item : impl_->conv_plans) {
+        const auto& plan = *item.second;
+        const int a = static_cast<int>(plan.algo);
+        algos[a >= 0 && a < 8 ? names[a] : std::to_string(a)]++;
+        fused += plan.fused_used;
+        if (!plan.fused_refusal.empty()) refusals[plan.fused_refusal]++;
+    }
+    std::ostringstream os;
+    os << impl_->conv_plans.size() << " convolution shapes (" << fused << " with cuDNN's fused bias+ReLU), algorithms";
+    for (const auto& [name, n] : algos) os << " " << name << " x" << n;
+    for (const auto& [status, n] : refusals) os << "; fused call refused (" << status << ") x" << n;
+    os << "; " << impl_->linear_plans.size() << " matrix product shapes";
+    return os.str();
+}
+
 const CudaOptions& CudaContext::options() const { return impl_->options; }
 bool CudaContext::channels_last() const { return impl_->channels_last; }
 std::string CudaContext::device_name() const { return impl_->name; }

@@ -91,7 +91,9 @@ struct ConvPlan {
     cudnnActivationDescriptor_t relu = nullptr;
     cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
     size_t workspace = 0;
-    bool fused_ok = true;  // cleared when cudnnConvolutionBiasActivationForward says NOT_SUPPORTED
+    bool fused_ok = true;      // cleared when cudnnConvolutionBiasActivationForward refuses
+    std::string fused_refusal;  // its status then, for CudaContext::summary()
+    bool fused_used = false;    // a fused call has succeeded with this plan
     ~ConvPlan();
 };
 

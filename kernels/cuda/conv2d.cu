@@ -120,10 +120,17 @@ void conv2d(CudaContext& ctx, const Conv2dParams& p, const float* x, const float
             im.cudnn, &one, plan.x, x, plan.w, weight, plan.conv, plan.algo, workspace.get(), plan.workspace,
             &alpha2, plan.y, epilogue.residual ? epilogue.residual : y, plan.bias, epilogue.bias, plan.relu,
             plan.y, y);
-        if (status == CUDNN_STATUS_SUCCESS) return;
-        if (status != CUDNN_STATUS_NOT_SUPPORTED || im.capturing)
+        if (status == CUDNN_STATUS_SUCCESS) {
+            plan.fused_used = true;
+            return;
+        }
+        // Refused (cuDNN restricts the fused call by algorithm, layout and mode): the plain
+        // convolution + epilogue kernel from now on. Never decided while a graph captures.
+        if (plan.fused_used || im.capturing)
             cuda_detail::fail("conv2d", "cudnnConvolutionBiasActivationForward", "cuDNN", cudnnGetErrorString(status));
-        plan.fused_ok = false;  // this algorithm has no fused form: convolution + epilogue kernel from now on
+        cudaGetLastError();
+        plan.fused_ok = false;
+        plan.fused_refusal = cudnnGetErrorString(status);
     }
     STRATA_CUDNN_CHECK("conv2d", cudnnConvolutionForward(im.cudnn, &one, plan.x, x, plan.w, weight, plan.conv,
                                                          plan.algo, workspace.get(), plan.workspace, &zero,
