@@ -186,8 +186,8 @@ PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, con
     w.oc = oc;
     w.K = K;
     w.groups = groups;
-    const int64_t ocg = oc / groups;
 #if defined(__AVX512F__)
+    const int64_t ocg = oc / groups;
     w.blocks_per_group = (ocg + kPackRows - 1) / kPackRows;
     const int64_t block_size = K * kPackRows;
     w.data = aligned_floats(groups * w.blocks_per_group * block_size);
@@ -344,9 +344,6 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
 }  // namespace strata
 
 #else  // no AVX-512: the packed path is im2col + Eigen with a separate epilogue pass
-
-namespace strata {
-namespace cpu {
 
 void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
                    const Conv2dEpilogue& e, float* y, int threads) {
