@@ -3,6 +3,7 @@
 // An Error may carry a module path ("layer2.0.conv1"); parents add their child's name as the
 // error travels up (Module::run_child), so messages read "layer2.0.conv1: expected 64 ...".
 #pragma once
+#include <new>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -27,6 +28,21 @@ private:
     std::string detail_;
     std::string path_;
 };
+
+// Inside a catch block: rethrows the exception in flight as seen from the parent that owns the
+// child `name`. An Error gains `name` in its path. std::bad_alloc (a kernel's scratch vector or a
+// packed weight that could not be allocated) becomes an Error too, so a failed forward call only
+// ever throws strata::Error. Anything else propagates unchanged.
+//   try { return child.forward(x, options); } catch (...) { rethrow_within(name); }
+[[noreturn]] inline void rethrow_within(const std::string& name) {
+    try {
+        throw;
+    } catch (const Error& e) {
+        throw e.within(name);
+    } catch (const std::bad_alloc&) {
+        throw Error("out of memory: an allocation failed; use a smaller batch or input size", name);
+    }
+}
 
 namespace detail {
 // Builds a message from any streamable pieces: error_message("expected ", 3, " got ", 4).

@@ -47,6 +47,20 @@ MappedFile::~MappedFile() {
     if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
 }
 
+void check_writable(const std::string& path) {
+    STRATA_CHECK(!path.empty(), "an empty output path");
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        STRATA_FAIL(path, ": cannot write: it is a directory; give a file name");
+    const size_t slash = path.find_last_of('/');
+    const std::string folder = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    if (::stat(folder.c_str(), &st) != 0)
+        STRATA_FAIL(path, ": cannot write: folder '", folder, "': ", std::strerror(errno));
+    if (!S_ISDIR(st.st_mode)) STRATA_FAIL(path, ": cannot write: '", folder, "' is not a folder");
+    if (::access(folder.c_str(), W_OK | X_OK) != 0)
+        STRATA_FAIL(path, ": cannot write in folder '", folder, "' (", std::strerror(errno), ")");
+}
+
 void write_file_atomically(const std::string& path, const std::string& bytes) {
     const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
     {

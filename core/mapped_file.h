@@ -30,4 +30,8 @@ private:
 // failure never leaves a partial file behind. Throws Error naming the path.
 void write_file_atomically(const std::string& path, const std::string& bytes);
 
+// Throws the Error a write to `path` would meet, without writing anything: `path` is a directory,
+// or its folder is missing, not a folder or not writable. Lets a long run fail before it starts.
+void check_writable(const std::string& path);
+
 }  // namespace strata

@@ -160,8 +160,8 @@ Tensor Module::run_child(const std::string& name, const Module& child, const Ten
                          const RunOptions& options) const {
     try {
         return child.forward(x, options);
-    } catch (const Error& e) {
-        throw e.within(name);
+    } catch (...) {
+        rethrow_within(name);
     }
 }
 

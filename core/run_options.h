@@ -2,6 +2,7 @@
 // is hidden in globals: the backend, the thread count and, for the CUDA backend, the context
 // (stream, library handles, memory pool, algorithm cache) arrive here, per call.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <utility>
 
@@ -26,6 +27,10 @@ struct RunOptions {
     // Required by Backend::Cuda (CudaContext::create()). A context is used by one thread at a
     // time: give each calling thread its own.
     std::shared_ptr<CudaContext> cuda;
+    // The largest activation (one tensor: a layer's input or output) a call may create, in bytes.
+    // A layer refuses a larger one with an Error naming it before anything is allocated, so an
+    // absurd input (1x3x100000x100000) fails cleanly instead of exhausting memory. 0: no limit.
+    int64_t max_activation_bytes = int64_t{16} << 30;  // 16 GiB
 
     // The thread count a kernel should use: num_threads, or OpenMP's default when 0.
     int threads() const;

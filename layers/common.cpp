@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <cstdio>
 #include <vector>
 
 #include "../kernels/cuda_context.h"
@@ -22,6 +23,29 @@ void expect_on_backend_device(const Tensor& x, const char* layer, const RunOptio
                                            : "; move it first: x.to(Device::CPU)");
 }
 
+namespace {
+// "596.0 GiB", "3.0 MiB", "512 bytes"
+std::string bytes_str(double bytes) {
+    char text[64];
+    if (bytes >= 1024.0 * 1024 * 1024) std::snprintf(text, sizeof text, "%.1f GiB", bytes / (1024.0 * 1024 * 1024));
+    else if (bytes >= 1024.0 * 1024) std::snprintf(text, sizeof text, "%.1f MiB", bytes / (1024.0 * 1024));
+    else std::snprintf(text, sizeof text, "%.0f bytes", bytes);
+    return text;
+}
+}  // namespace
+
+void check_activation_size(const Shape& shape, const RunOptions& options, const char* layer, const char* what) {
+    if (options.max_activation_bytes <= 0) return;
+    // In double: the element count of an absurd shape may not fit int64 once multiplied by 4.
+    double bytes = static_cast<double>(dtype_size(DType::Float32));
+    for (int64_t d : shape) bytes *= static_cast<double>(d);
+    STRATA_CHECK(bytes <= static_cast<double>(options.max_activation_bytes), layer, " ", what, " ",
+                 shape_str(shape), " needs ", bytes_str(bytes), ", over the limit of ",
+                 bytes_str(static_cast<double>(options.max_activation_bytes)),
+                 " per activation (RunOptions::max_activation_bytes); use a smaller batch or input size, "
+                 "or raise the limit");
+}
+
 Tensor expect_nchw(const Tensor& x, const char* layer, const RunOptions& options) {
     STRATA_CHECK(x.defined(), layer, " got an undefined tensor");
     STRATA_CHECK(x.dtype() == DType::Float32, layer, " expects float32 input, got ",
@@ -30,6 +54,7 @@ Tensor expect_nchw(const Tensor& x, const char* layer, const RunOptions& options
     STRATA_CHECK(x.dim() == 4, layer, " expects a 4-D input [N, C, H, W], got shape ",
                  shape_str(x.shape()));
     STRATA_CHECK(x.size(0) > 0, layer, " got an empty batch (shape ", shape_str(x.shape()), ")");
+    check_activation_size(x.shape(), options, layer, "input");
     if (x.device() == Device::CPU) return x.contiguous();
     STRATA_CHECK(x.is_contiguous() || x.is_channels_last(), layer,
                  ": a cuda input must be NCHW-contiguous or channels_last, got strides ",

@@ -34,6 +34,11 @@ Tensor expect_nchw(const Tensor& x, const char* layer, const RunOptions& options
 // The same for the CPU backends (RunOptions{Backend::Cpu}).
 Tensor expect_nchw(const Tensor& x, const char* layer);
 
+// Refuses a float32 activation of `shape` (the layer's input or its output, `what`) larger than
+// RunOptions::max_activation_bytes, before it is allocated: "Conv2d output [1, 64, 50000, 50000]
+// needs 596.0 GiB, over the limit of 16.0 GiB per activation (RunOptions::max_activation_bytes)".
+void check_activation_size(const Shape& shape, const RunOptions& options, const char* layer, const char* what);
+
 // Checks that a layer's parameters are where the backend computes ("Conv2d: weights are on cpu
 // but the backend is cuda; move the model first: model->to(Device::CUDA)").
 void expect_weights_on_backend_device(std::initializer_list<const Tensor*> weights, const char* layer,

@@ -55,6 +55,7 @@ Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
     const Tensor x = expect_nchw(input, "Conv2d", options);
     expect_weights_on_backend_device({&weight_, &bias_}, "Conv2d", options);
     const Conv2dParams p = params_for(x);
+    check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
     const float* b = bias_.defined() ? bias_.data<float>() : nullptr;
     Tensor y;
     switch (options.backend) {

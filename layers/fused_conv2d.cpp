@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../kernels/elementwise.h"
 #include "relu.h"
 
 namespace strata {
@@ -38,8 +39,9 @@ FusedConv2d::FusedConv2d(FusedConv2d&& o) noexcept
 Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
     STRATA_CHECK(options.backend == Backend::Cpu, "fused convolution runs on the cpu backend, not ",
                  backend_name(options.backend));
-    const Tensor x = expect_nchw(input, "Conv2d");
+    const Tensor x = expect_nchw(input, "Conv2d", options);
     const Conv2dParams p = conv_->params_for(x);
+    check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
     Tensor y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
     Tensor r;
     Conv2dEpilogue e;
@@ -51,7 +53,11 @@ Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const R
         r = residual->contiguous();
         e.residual = r.data<float>();
     }
-    const int m = cpu::winograd_applicable(p) ? cpu::winograd_tile_for(p.n, p.oh, p.ow) : 0;
+    // Winograd mixes a whole tile of inputs into every output of the tile: one NaN or Inf would
+    // spread past its receptive field (and Inf - Inf makes NaN where a direct sum keeps Inf).
+    // Non-finite inputs take the direct kernel, so NaN and Inf land where PyTorch puts them.
+    const bool winograd = cpu::winograd_applicable(p) && cpu::all_finite(x.data<float>(), x.numel());
+    const int m = winograd ? cpu::winograd_tile_for(p.n, p.oh, p.ow) : 0;
     if (m) {
         std::shared_ptr<const cpu::WinogradConv2dWeight> packed;
         {
@@ -113,8 +119,8 @@ Tensor SequenceRunner::run(const Tensor& x, const RunOptions& options, OrderedDi
                                        &static_cast<const BatchNorm2d&>(*steps_[g.first + 1].module), g.count == 3);
                 });
                 y = fused->forward(y, nullptr, options);
-            } catch (const Error& e) {
-                throw e.within(first.name);
+            } catch (...) {
+                rethrow_within(first.name);
             }
             const Step& last = steps_[g.first + g.count - 1];
             if (out && !last.out_name.empty()) out->insert(last.out_name, y);
@@ -125,8 +131,8 @@ Tensor SequenceRunner::run(const Tensor& x, const RunOptions& options, OrderedDi
             if (s.adapter) y = s.adapter(y);
             try {
                 y = s.module->forward(y, options);
-            } catch (const Error& e) {
-                throw e.within(s.name);
+            } catch (...) {
+                rethrow_within(s.name);
             }
             if (out && !s.out_name.empty()) out->insert(s.out_name, as_returned(y, options));
         }

@@ -44,6 +44,7 @@ Tensor CudaFusedConv2d::forward(const Tensor& input, const Tensor* residual, con
     const Tensor x = expect_nchw(input, "Conv2d", options);
     expect_weights_on_backend_device({&conv_->weight()}, "Conv2d", options);
     const Conv2dParams p = conv_->params_for(x);
+    check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
     CudaContext& ctx = cuda_context(options, "Conv2d");
     const bool nhwc = ctx.channels_last();
     const Tensor xl = cuda_in_layout(x, options, nhwc);
@@ -76,8 +77,8 @@ Tensor SequenceRunner::run_fused_cuda(const Group& g, const Tensor& x, const Run
                                    &static_cast<const BatchNorm2d&>(*steps_[g.first + 1].module), g.count == 3);
         });
         y = fused->forward(y, nullptr, options);
-    } catch (const Error& e) {
-        throw e.within(first.name);
+    } catch (...) {
+        rethrow_within(first.name);
     }
     const Step& last = steps_[g.first + g.count - 1];
     if (out && !last.out_name.empty()) out->insert(last.out_name, as_returned(y, options));

@@ -27,9 +27,11 @@ Tensor Linear::forward(const Tensor& input, const RunOptions& options) const {
                  input.dim() == 4 ? " (a 4-D input needs a flatten first)" : "");
     expect_on_backend_device(input, "Linear", options);
     expect_weights_on_backend_device({&weight_, &bias_}, "Linear", options);
-    const Tensor x = input.contiguous();
-    Shape out_shape = x.shape();
+    Shape out_shape = input.shape();
     out_shape.back() = out_features_;
+    check_activation_size(input.shape(), options, "Linear", "input");
+    check_activation_size(out_shape, options, "Linear", "output");
+    const Tensor x = input.contiguous();
     const LinearParams p{x.numel() / in_features_, in_features_, out_features_};
     const float* b = bias_.defined() ? bias_.data<float>() : nullptr;
     Tensor y;

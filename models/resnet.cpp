@@ -30,8 +30,8 @@ Tensor run_fused(const char* name, const Fused& f, const Tensor& x, const Tensor
                  const RunOptions& o) {
     try {
         return f.forward(x, residual, o);
-    } catch (const Error& e) {
-        throw e.within(name);
+    } catch (...) {
+        rethrow_within(name);
     }
 }
 

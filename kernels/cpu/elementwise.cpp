@@ -1,6 +1,8 @@
 // CPU elementwise ops: OpenMP over chunks, SIMD inside. `v < 0 ? 0 : v` keeps NaN like torch.
 #include "../elementwise.h"
 
+#include <cstring>
+
 namespace strata {
 namespace cpu {
 
@@ -20,6 +22,19 @@ void add(const float* a, const float* b, float* y, int64_t n, bool relu_after, i
 #pragma omp parallel for simd num_threads(threads) schedule(static)
         for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
     }
+}
+
+bool all_finite(const float* x, int64_t n) {
+    // A float is NaN or Inf exactly when its exponent bits are all ones. Branch-free, so it
+    // vectorises.
+    int non_finite = 0;
+#pragma omp simd reduction(| : non_finite)
+    for (int64_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, x + i, sizeof bits);
+        non_finite |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return non_finite == 0;
 }
 
 }  // namespace cpu
