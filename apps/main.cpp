@@ -10,9 +10,11 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "bench_profile.h"
+#include "core/mapped_file.h"
 #include "device_options.h"
 #include "strata.h"
 
@@ -84,6 +86,25 @@ strata::Tensor default_input() {
     return x;
 }
 
+// CLI11's PositiveNumber takes "1.5" for an int and words a refusal "not in range 0.000000 to
+// 1.797...e308"; counts are checked here instead: "--threads: expected a whole number from 1 to
+// 2147483647, got 'abc'".
+const CLI::Validator kPositiveCount(
+    [](std::string& text) -> std::string {
+        size_t used = 0;
+        long long value = 0;
+        try {
+            value = std::stoll(text, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || used != text.size() || value < 1 || value > std::numeric_limits<int>::max())
+            return "expected a whole number from 1 to " + std::to_string(std::numeric_limits<int>::max()) +
+                   ", got '" + text + "'";
+        return "";
+    },
+    "POSITIVE");
+
 std::string python_list(const strata::OrderedDict<strata::Tensor>& out) {
     std::string s = "[";
     for (size_t i = 0; i < out.size(); ++i)
@@ -112,7 +133,7 @@ int main(int argc, char** argv) {
     features->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
     features->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
     features->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
-    features->add_option("--threads", threads, "CPU threads (default: all)")->check(CLI::PositiveNumber);
+    features->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
     strata_cli::DeviceOptions device;
     device.add_to(features, false);
 
@@ -126,12 +147,12 @@ int main(int argc, char** argv) {
     bench->add_option("--weights", weights, "weight file, .safetensors or .pth (default: untrained weights)");
     bench->add_option("--strip-prefix", load_options.strip_prefix, kStripHelp);
     bench->add_option("--layers", bench_layers, "child:new_name pairs (default: the full model)");
-    bench->add_option("--batch", batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
-    bench->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
-    bench->add_option("--threads", threads, "CPU threads (default: all)")->check(CLI::PositiveNumber);
+    bench->add_option("--batch", batch, "batch size")->check(kPositiveCount)->capture_default_str();
+    bench->add_option("--size", size, "input height and width")->check(kPositiveCount)->capture_default_str();
+    bench->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
     bench->add_option("--warmup", warmup, "untimed calls first (at least one is made: the first call, reported as first_ms)")
         ->check(CLI::NonNegativeNumber)->capture_default_str();
-    bench->add_option("--iters", iters, "timed calls")->check(CLI::PositiveNumber)->capture_default_str();
+    bench->add_option("--iters", iters, "timed calls")->check(kPositiveCount)->capture_default_str();
     device.add_to(bench, true);
     bench->add_flag("--profile", profile, "also time the model truncated after each direct child (same warm-up and "
                     "iterations) and report each child's time, share, GFLOP and GFLOP/s");
@@ -140,7 +161,7 @@ int main(int argc, char** argv) {
 
     auto* layers_cmd = app.add_subcommand("layers", "list the model's children and their output shapes");
     layers_cmd->add_option("--model", model_name, "model name");
-    layers_cmd->add_option("--size", size, "input height and width")->check(CLI::PositiveNumber)->capture_default_str();
+    layers_cmd->add_option("--size", size, "input height and width")->check(kPositiveCount)->capture_default_str();
     layers_cmd->add_flag("--all", all, "list every module path, not only direct children");
 
     std::string convert_in, convert_out;
@@ -171,6 +192,7 @@ int main(int argc, char** argv) {
         device.configure(options);
         if (*features) {
             const strata::ReturnLayers return_layers = parse_layers(layers);
+            if (!out_path.empty()) strata::check_writable(out_path);  // fail before the work, not after
             std::string notes;
             auto model = make_model(model_name, weights, load_options, notes);
             const strata::IntermediateLayerGetter getter(*model, return_layers);
