@@ -62,9 +62,10 @@ struct WinogradConv2dWeight {
     std::shared_ptr<float> data;
 };
 bool winograd_applicable(const Conv2dParams& p);
-// The tile size for n images of oh x ow outputs: the m with the fewest multiplies once border
-// tiles and partly used vectors are counted, or 0 when the direct kernel is cheaper.
-int winograd_tile_for(int64_t n, int64_t oh, int64_t ow);  // 0: use the direct kernel
+// The tile size for n images of oh x ow outputs run on `threads` threads: the m with the fewest
+// multiplies once border tiles and partly used vectors are counted (per image when the batch is
+// split by image, see batch_split.h), or 0 when the direct kernel is cheaper.
+int winograd_tile_for(int64_t n, int64_t oh, int64_t ow, int threads);  // 0: use the direct kernel
 WinogradConv2dWeight pack_conv2d_winograd(int m, int64_t oc, int64_t c, const float* weight);
 void conv2d_winograd(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w,
                      const Conv2dEpilogue& epilogue, float* y, int threads);

@@ -57,7 +57,7 @@ Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const R
     // spread past its receptive field (and Inf - Inf makes NaN where a direct sum keeps Inf).
     // Non-finite inputs take the direct kernel, so NaN and Inf land where PyTorch puts them.
     const bool winograd = cpu::winograd_applicable(p) && cpu::all_finite(x.data<float>(), x.numel());
-    const int m = winograd ? cpu::winograd_tile_for(p.n, p.oh, p.ow) : 0;
+    const int m = winograd ? cpu::winograd_tile_for(p.n, p.oh, p.ow, options.threads()) : 0;
     if (m) {
         std::shared_ptr<const cpu::WinogradConv2dWeight> packed;
         {

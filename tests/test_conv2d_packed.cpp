@@ -79,6 +79,12 @@ TEST_CASE("conv2d_packed: ResNet's own shapes (at reduced spatial size) with eve
         make(2, 64, 14, 14, 128, 1, 1, 2, 0, 1, 1),  // downsample 1x1 stride 2
         make(1, 128, 7, 7, 128, 3, 3, 1, 1, 1, 1),   // layer4-like: 7x7 with junk columns
         make(3, 40, 9, 11, 24, 1, 1, 1, 0, 1, 1),    // 1x1 stride 1 (read in place)
+        // im2col larger than 1 MB: built block by block per task (here 147 x 3000 floats)
+        make(1, 3, 120, 100, 64, 7, 7, 2, 3, 1, 1),
+        // batches with an image per thread: split by image at 2 threads (batch_split.h)
+        make(4, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1),
+        make(2, 3, 120, 100, 24, 7, 7, 2, 3, 1, 1),
+        make(8, 16, 9, 9, 40, 1, 1, 1, 0, 1, 1),
     };
     int index = 0;
     for (const auto& p : shapes)
@@ -121,7 +127,8 @@ TEST_CASE("conv2d_winograd: F(2,3) and F(4,3) match the reference on 3x3 stride-
     int done = 0;
     for (int i = 0; i < 60; ++i) {
         Conv2dParams p{};
-        p.n = pick(1, 3); p.c = pick(1, 40); p.oc = pick(1, 70); p.groups = 1;
+        p.n = pick(1, 6);  // batches of 2+ may be split by image
+        p.c = pick(1, 40); p.oc = pick(1, 70); p.groups = 1;
         p.kh = p.kw = 3; p.stride_h = p.stride_w = 1; p.dil_h = p.dil_w = 1;
         p.pad_h = pick(0, 2); p.pad_w = pick(0, 2);
         p.h = pick(1, 30); p.w = pick(1, 37);

@@ -4,6 +4,9 @@
 #include "../conv2d.h"
 
 #include <Eigen/Core>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -24,30 +27,55 @@ bool is_pointwise(const Conv2dParams& p) {
            p.pad_w == 0;
 }
 
-// Rows [k0, k1) of col[cg*kh*kw, oh*ow] for the channels of one group of one image.
+// Rows [k0, k1) and columns [j0, j1) of col[cg*kh*kw, oh*ow] for the channels of one group of
+// one image: row k is written at col + k*ld, column j at offset j - j0 in it.
 // x_group: [cg, h, w]
-void im2col_rows(const Conv2dParams& p, const float* x_group, float* col, int64_t k0, int64_t k1) {
-    const int64_t npix = p.oh * p.ow;
+void im2col_block(const Conv2dParams& p, const float* x_group, int64_t k0, int64_t k1, int64_t j0, int64_t j1,
+                  float* col, int64_t ld) {
     for (int64_t k = k0; k < k1; ++k) {
         const int64_t kx = k % p.kw;
         const int64_t ky = (k / p.kw) % p.kh;
         const int64_t ci = k / (p.kw * p.kh);
         const float* plane = x_group + ci * p.h * p.w;
-        float* row = col + k * npix;
-        for (int64_t oy = 0; oy < p.oh; ++oy) {
+        float* row = col + k * ld - j0;
+        for (int64_t j = j0; j < j1;) {  // one output row's run of columns at a time
+            const int64_t oy = j / p.ow, ox0 = j % p.ow, count = std::min(p.ow - ox0, j1 - j);
             const int64_t iy = oy * p.stride_h - p.pad_h + ky * p.dil_h;
-            float* out = row + oy * p.ow;
+            float* out = row + j;
             if (iy < 0 || iy >= p.h) {
-                std::fill(out, out + p.ow, 0.0f);
-                continue;
+                std::fill(out, out + count, 0.0f);
+            } else {
+                // ix = x0 + t*stride_w: zeros where ix falls outside the row, a plain strided
+                // copy (which the compiler vectorises) in between.
+                const float* in = plane + iy * p.w;
+                const int64_t sw = p.stride_w, x0 = ox0 * sw - p.pad_w + kx * p.dil_w;
+                const int64_t lo = std::min(count, x0 >= 0 ? 0 : (-x0 + sw - 1) / sw);
+                const int64_t hi = std::max(lo, std::min(count, x0 >= p.w ? 0 : (p.w - x0 + sw - 1) / sw));
+                std::fill(out, out + lo, 0.0f);
+                const float* src = in + x0;
+                int64_t t = lo;
+#if defined(__AVX512F__)
+                if (sw == 2) {  // the stem and downsampling convolutions: the even lanes of 32
+                    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                    for (; t + 16 <= hi; t += 16) {
+                        const __m512 a = _mm512_loadu_ps(src + 2 * t);
+                        // lane 15 of the second load (src[2t + 31]) is not used and may be past
+                        // the plane's end: masked off.
+                        const __m512 b = _mm512_maskz_loadu_ps(0x7fff, src + 2 * t + 16);
+                        _mm512_storeu_ps(out + t, _mm512_permutex2var_ps(a, even, b));
+                    }
+                }
+#endif
+                for (; t < hi; ++t) out[t] = src[t * sw];
+                std::fill(out + hi, out + count, 0.0f);
             }
-            const float* in = plane + iy * p.w;
-            for (int64_t ox = 0; ox < p.ow; ++ox) {
-                const int64_t ix = ox * p.stride_w - p.pad_w + kx * p.dil_w;
-                out[ox] = (ix >= 0 && ix < p.w) ? in[ix] : 0.0f;
-            }
+            j += count;
         }
     }
+}
+
+void im2col_rows(const Conv2dParams& p, const float* x_group, float* col, int64_t k0, int64_t k1) {
+    im2col_block(p, x_group, k0, k1, 0, p.oh * p.ow, col, p.oh * p.ow);
 }
 
 // y_group[ocg, npix] = w_group[ocg, K] * col[K, npix] (+ bias), columns [j0, j1) only.
@@ -162,6 +190,7 @@ void conv2d(const Conv2dParams& p, const float* x, const float* weight, const fl
 // per k it loads NV vectors of B and broadcasts 8 weights (FMA with memory operand).
 // =========================================================================================
 
+#include "batch_split.h"
 #include "microkernel.h"
 #include <cstdlib>
 #include <cstring>
@@ -171,6 +200,14 @@ namespace strata {
 namespace cpu {
 
 namespace {
+
+int thread_index() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 std::shared_ptr<float> aligned_floats(int64_t n) {
     const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
@@ -216,6 +253,10 @@ using detail::tile;
 
 void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
                    const Conv2dEpilogue& e, float* y, int threads) {
+    // A batch with an image per thread: whole images per thread (each call runs on one thread).
+    if (for_each_image(p, x, e, y, threads, [&](const Conv2dParams& p1, const float* x1, const Conv2dEpilogue& e1,
+                                                 float* y1) { conv2d_packed(p1, x1, w, e1, y1, 1); }))
+        return;
     const int64_t cg = p.c / p.groups, ocg = p.oc / p.groups;
     const int64_t K = cg * p.kh * p.kw;
     const bool unit_stride = p.stride_h == 1 && p.stride_w == 1;
@@ -227,6 +268,13 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
     const bool compact = unit_stride && wp != p.ow;       // junk columns to drop afterwards
     // Reads of the last row's junk columns run up to (kw-1)*dil_w past the padded plane.
     const int64_t slack = (p.kw - 1) * p.dil_w + 16;
+    const int64_t panel = 16 * kMaxNV;
+    const int64_t chunk_panels = 4;  // panels per task: B chunk stays in L2 while A blocks stream
+    const int64_t chunk_cols = chunk_panels * panel;
+    // Strided: an im2col buffer larger than L2 (the 7x7 stem's is 7.4 MB at 224x224) would be
+    // written once and read back from memory; instead each task builds the K x chunk_cols block
+    // of it that its tiles read, in a per-thread buffer that stays in L2.
+    const bool chunked = !unit_stride && K * npix * static_cast<int64_t>(sizeof(float)) > (int64_t{1} << 20);
 
     // Row offsets of B, per group-local input channel and tap.
     std::vector<int64_t> offs(static_cast<size_t>(K));
@@ -235,16 +283,15 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
             for (int64_t kx = 0; kx < p.kw; ++kx) {
                 const int64_t k = (ci * p.kh + ky) * p.kw + kx;
                 offs[k] = unit_stride ? (in_place ? ci * p.h * p.w : ci * hp * wp + ky * p.dil_h * wp + kx * p.dil_w)
-                                      : k * npix;
+                                      : k * (chunked ? chunk_cols : npix);
             }
 
-    const int64_t source_size = in_place ? 0 : unit_stride ? p.c * hp * wp + slack : p.groups * K * npix;
+    const int64_t source_size = in_place || chunked ? 0 : unit_stride ? p.c * hp * wp + slack : p.groups * K * npix;
     std::shared_ptr<float> source = source_size ? aligned_floats(source_size) : nullptr;
     std::shared_ptr<float> scratch = compact ? aligned_floats(p.oc * ncols) : nullptr;
+    std::shared_ptr<float> blocks = chunked ? aligned_floats(threads * K * chunk_cols) : nullptr;
 
-    const int64_t panel = 16 * kMaxNV;
     const int64_t panels = (ncols + panel - 1) / panel;
-    const int64_t chunk_panels = 4;  // panels per task: B chunk stays in L2 while A blocks stream
     const int64_t chunks = (panels + chunk_panels - 1) / chunk_panels;
     // Split output channels too when there are few column chunks (small images, batch 1).
     const int64_t oc_blocks = w.blocks_per_group;
@@ -275,7 +322,7 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
             }
 #pragma omp single
             std::memset(src + p.c * hp * wp, 0, sizeof(float) * static_cast<size_t>(slack));
-        } else if (!unit_stride) {
+        } else if (!unit_stride && !chunked) {
 #pragma omp for schedule(static)
             for (int64_t gk = 0; gk < p.groups * K; ++gk) {
                 const int64_t g = gk / K, k = gk % K;
@@ -299,12 +346,20 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
                 const int64_t b0 = oc_blocks * part / oc_split, b1 = oc_blocks * (part + 1) / oc_split;
                 const int64_t j_begin = chunk * chunk_panels * panel;
                 const int64_t j_end = std::min(ncols, j_begin + chunk_panels * panel);
+                const float* Bt = B;  // B's column j is Bt[j - j_base]
+                int64_t j_base = 0;
+                if (chunked) {
+                    float* block = blocks.get() + thread_index() * K * chunk_cols;
+                    im2col_block(p, xn + g * cg * p.h * p.w, 0, K, j_begin, j_end, block, chunk_cols);
+                    Bt = block;
+                    j_base = j_begin;
+                }
                 for (int64_t b = b0; b < b1; ++b) {
                     const float* A = w.data.get() + (g * oc_blocks + b) * K * kMR;
                     const int rows = static_cast<int>(std::min<int64_t>(kMR, ocg - b * kMR));
                     for (int64_t j = j_begin; j < j_end; j += panel) {
                         const int64_t width = std::min(panel, j_end - j);
-                        tile(K, A, B + j, offs.data(), C + b * kMR * ncols + j, ncols, rows, width,
+                        tile(K, A, Bt + (j - j_base), offs.data(), C + b * kMR * ncols + j, ncols, rows, width,
                              bias ? bias + b * kMR : nullptr, R ? R + b * kMR * ncols + j : nullptr,
                              relu_here);
                     }
