@@ -2,6 +2,7 @@
 #pragma once
 #include "core/device.h"
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/module.h"
 #include "core/npy.h"
 #include "core/ordered_dict.h"

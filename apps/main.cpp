@@ -54,7 +54,9 @@ strata::ReturnLayers parse_layers(const std::string& spec) {
 std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& weights,
                                                    const strata::LoadOptions& load_options, std::string& notes,
                                                    double* load_ms = nullptr) {
-    auto model = strata::models::create(name);
+    // With a weight file, every parameter is loaded (strictly): torchvision's init is skipped.
+    auto model = strata::models::create(name, 1000, 0,
+                                        weights.empty() ? strata::models::Init::Torchvision : strata::models::Init::None);
     if (weights.empty()) {
         notes += "note: no --weights given: " + name +
                  " has untrained weights (torchvision-style initialisation, seed 0)\n";
@@ -63,7 +65,8 @@ std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, cons
     const auto load_start = std::chrono::steady_clock::now();  // for bench's load_ms
     const strata::StateDict state = strata::load(weights, load_options);
     try {
-        model->load_state_dict(state);
+        // Shared: the parameters stay in the mapped file (no copy); see strata::LoadMode.
+        model->load_state_dict(state, true, strata::LoadMode::Share);
     } catch (const strata::Error& e) {
         // When the keys only differ by a prefix (a wrapped or sub-model checkpoint), say so.
         const std::string prefix = strata::find_key_prefix(state.keys(), model->state_dict().keys());
@@ -136,6 +139,12 @@ int main(int argc, char** argv) {
     features->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
     strata_cli::DeviceOptions device;
     device.add_to(features, false);
+    // One call: Winograd's weight transform would cost more than it saves, and memory.
+    std::string features_packing = "lean", bench_packing = "fast";
+    const char* kPackingHelp = "cpu: lean packs weights for the direct kernel only (their own size); fast also "
+                               "keeps Winograd-transformed 3x3 weights (1.8-4x their size) where Winograd is faster";
+    features->add_option("--packing", features_packing, kPackingHelp)
+        ->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
 
     std::string bench_layers;
     int64_t batch = 1;
@@ -154,6 +163,8 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber)->capture_default_str();
     bench->add_option("--iters", iters, "timed calls")->check(kPositiveCount)->capture_default_str();
     device.add_to(bench, true);
+    bench->add_option("--packing", bench_packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))
+        ->capture_default_str();
     bench->add_flag("--profile", profile, "also time the model truncated after each direct child (same warm-up and "
                     "iterations) and report each child's time, share, GFLOP and GFLOP/s");
     bench->add_option("--peak-gflops", peak_gflops, "fp32 peak of this machine at --threads (benchmarks/fma_probe), "
@@ -189,6 +200,8 @@ int main(int argc, char** argv) {
     try {
         strata::RunOptions options;
         options.num_threads = threads;
+        const std::string& packing = *bench ? bench_packing : features_packing;
+        options.packing = packing == "lean" ? strata::WeightPacking::Lean : strata::WeightPacking::Fast;
         device.configure(options);
         if (*features) {
             const strata::ReturnLayers return_layers = parse_layers(layers);

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -45,6 +47,44 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
 
 MappedFile::~MappedFile() {
     if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+}
+
+size_t release_file_pages(const void* data, size_t size) {
+    const long page_size = ::sysconf(_SC_PAGESIZE);
+    if (page_size <= 0 || !data || size == 0) return 0;
+    const uintptr_t page = static_cast<uintptr_t>(page_size);
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + size) / page * page;
+    if (end <= begin) return 0;
+    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    // One 64-bit entry per page: bit 63 present, bit 61 file page (or shared anonymous).
+    constexpr uint64_t kPresent = uint64_t{1} << 63, kFile = uint64_t{1} << 61;
+    size_t dropped = 0;
+    uintptr_t run = 0;  // start of the current run of droppable pages, 0 when none
+    auto flush = [&](uintptr_t at) {
+        if (run && at > run && ::madvise(reinterpret_cast<void*>(run), at - run, MADV_DONTNEED) == 0)
+            dropped += at - run;
+        run = 0;
+    };
+    uint64_t entries[512];
+    uintptr_t addr = begin;  // pages before addr have been looked at
+    while (addr < end) {
+        const size_t want = std::min<size_t>(512, (end - addr) / page);
+        const ssize_t got = ::pread(fd, entries, want * sizeof(uint64_t),
+                                    static_cast<off_t>(addr / page * sizeof(uint64_t)));
+        if (got <= 0) break;
+        const size_t count = static_cast<size_t>(got) / sizeof(uint64_t);
+        for (size_t i = 0; i < count; ++i, addr += page) {
+            const bool droppable = (entries[i] & kPresent) && (entries[i] & kFile);
+            if (droppable && !run) run = addr;
+            if (!droppable) flush(addr);
+        }
+        if (count < want) break;
+    }
+    flush(addr);
+    ::close(fd);
+    return dropped;
 }
 
 void check_writable(const std::string& path) {

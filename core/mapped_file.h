@@ -26,6 +26,15 @@ private:
     std::string path_;
 };
 
+// Drops from this process's memory the pages of [data, data + size) that are clean pages of a
+// file mapping (weights shared from a MappedFile that a kernel has packed, say): they leave the
+// resident set and are read back from the file if touched again. Pages written to (private
+// copy-on-write copies), anonymous memory and pages partly outside the range are kept, so the
+// contents seen never change. Page states come from /proc/self/pagemap (Linux); where that is
+// unavailable nothing is dropped. Returns the bytes dropped. Not concurrent with writes to the
+// range.
+size_t release_file_pages(const void* data, size_t size);
+
 // Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
 // failure never leaves a partial file behind. Throws Error naming the path.
 void write_file_atomically(const std::string& path, const std::string& bytes);

@@ -108,7 +108,19 @@ StateDict Module::state_dict() const {
     return out;
 }
 
-void Module::load_state_dict(const StateDict& state, bool strict) {
+namespace {
+
+// Whether `dst` can take `src`'s memory instead of a copy of it (LoadMode::Share).
+bool can_share(const Tensor& dst, const Tensor& src) {
+    return src.dtype() == dst.dtype() && src.dtype() == DType::Float32 && src.device() == dst.device() &&
+           src.is_contiguous() && reinterpret_cast<uintptr_t>(src.raw_data()) % alignof(float) == 0 &&
+           dst.byte_offset() == 0 && dst.nbytes() == dst.storage()->nbytes() && dst.is_contiguous() &&
+           src.storage() != dst.storage();
+}
+
+}  // namespace
+
+void Module::load_state_dict(const StateDict& state, bool strict, LoadMode mode) {
     const StateDict mine = state_dict();
     std::vector<std::string> missing, unexpected, mismatched;
     for (const auto& [key, dst] : mine) {
@@ -145,7 +157,13 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     }
     for (const auto& [key, dst] : mine) {
         const Tensor* src = state.find(key);
-        if (src) Tensor(dst).copy_from(*src);
+        if (!src) continue;
+        if (mode == LoadMode::Share && can_share(dst, *src)) {
+            dst.storage()->share(src->storage(), src->byte_offset());
+        } else {
+            dst.storage()->make_private();  // it may hold another module's (shared) bytes
+            Tensor(dst).copy_from(*src);
+        }
     }
     notify_weights_changed();
 }

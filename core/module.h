@@ -19,6 +19,18 @@ namespace strata {
 
 using StateDict = OrderedDict<Tensor>;
 
+// How load_state_dict takes the values in.
+//   Copy:  into the module's own memory; the source can be dropped or changed afterwards.
+//   Share: a source tensor that is float32, contiguous, 4-byte aligned and on the parameter's
+//          device becomes the parameter's memory, without a copy (Storage::share); others are
+//          copied. With strata::load's tensors the parameters then live in the mapped weight
+//          file: nothing is copied at load, and the OS may drop their pages once the kernels
+//          have packed them (release_file_pages) and read them back if they are used again.
+//          The module keeps the source's memory alive. Writing into a shared parameter through
+//          its data pointer writes into the source's (private, copy-on-write) memory; loading
+//          again with Copy first gives each parameter memory of its own.
+enum class LoadMode { Copy, Share };
+
 // Weight caches (pre-packed, BatchNorm-folded weights) are tagged with this epoch and rebuilt
 // when it moves. load_state_dict, fill_deterministic and init_like_torchvision move it; code
 // that writes parameters through their data pointers must call notify_weights_changed().
@@ -66,10 +78,11 @@ public:
 
     // Parameters then buffers of each module, depth first, as torch orders them.
     StateDict state_dict() const;
-    // Copies matching tensors in (converting float16/bfloat16 to float32). With strict, any
-    // missing key, unexpected key or shape mismatch fails, all of them listed in one Error;
-    // without strict, only shape mismatches fail. Nothing is changed when it fails.
-    void load_state_dict(const StateDict& state, bool strict = true);
+    // Copies (or with LoadMode::Share, adopts) matching tensors (converting float16/bfloat16 to
+    // float32). With strict, any missing key, unexpected key or shape mismatch fails, all of them
+    // listed in one Error; without strict, only shape mismatches fail. Nothing is changed when
+    // it fails.
+    void load_state_dict(const StateDict& state, bool strict = true, LoadMode mode = LoadMode::Copy);
 
     // Moves every parameter and buffer to `device` (a copy there; the old memory is released).
     // The move is in place (Storage::move_to), so the tensor handles layers keep, and any

@@ -16,6 +16,14 @@ enum class Backend {
 
 const char* backend_name(Backend backend);
 
+// What the CPU backend keeps of a 3x3 stride-1 convolution's weights besides the direct
+// kernel's packed copy (the size of the weights).
+//   Fast: also Winograd's transformed weights where Winograd is faster: 1.8x (F(2,3)) to 4x
+//         (F(4,3)) the size of that layer's weights, made on the first call of each size.
+//   Lean: the direct kernel only. For one-shot runs, where transforming the weights costs more
+//         than Winograd saves in one call, and where memory is tight (`strata features`).
+enum class WeightPacking { Fast, Lean };
+
 class CudaContext;  // kernels/cuda_context.h; opaque here, so core sees no CUDA header
 
 struct RunOptions {
@@ -31,6 +39,7 @@ struct RunOptions {
     // A layer refuses a larger one with an Error naming it before anything is allocated, so an
     // absurd input (1x3x100000x100000) fails cleanly instead of exhausting memory. 0: no limit.
     int64_t max_activation_bytes = int64_t{16} << 30;  // 16 GiB
+    WeightPacking packing = WeightPacking::Fast;  // CPU backend only
 
     // The thread count a kernel should use: num_threads, or OpenMP's default when 0.
     int threads() const;

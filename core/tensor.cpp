@@ -133,6 +133,32 @@ void Storage::move_to(Device device) {
     keep_alive_.reset();
 }
 
+void Storage::share(const std::shared_ptr<Storage>& src, size_t offset) {
+    STRATA_CHECK(src && src.get() != this && src->device_ == device_ && offset <= src->nbytes_ &&
+                     nbytes_ <= src->nbytes_ - offset,
+                 "Storage::share: the source does not hold ", nbytes_, " bytes at offset ", offset,
+                 " on ", device_name(device_));
+    if (owned_) release(data_, device_);
+    data_ = static_cast<unsigned char*>(src->data_) + offset;
+    owned_ = false;
+    keep_alive_ = src;
+}
+
+void Storage::make_private() {
+    if (owned_) return;
+    void* copy = device_ == Device::CUDA ? (nbytes_ ? device_alloc(nbytes_) : nullptr) : host_alloc(nbytes_);
+    try {
+        if (nbytes_ && device_ == Device::CPU) std::memcpy(copy, data_, nbytes_);
+        else if (nbytes_) device_copy(copy, data_, nbytes_, CopyKind::DeviceToDevice);
+    } catch (...) {
+        release(copy, device_);
+        throw;
+    }
+    data_ = copy;
+    owned_ = true;
+    keep_alive_.reset();
+}
+
 Storage::~Storage() {
     if (owned_) release(data_, device_);
 }

@@ -56,6 +56,14 @@ public:
     // old memory is released. Every Tensor sharing this Storage sees the move; this is how
     // Module::to() reaches the tensor handles that layers keep. Not safe concurrently with use.
     void move_to(Device device);
+    // Makes this Storage a view of `src`'s bytes [offset, offset + nbytes()) without copying:
+    // the old memory is released and `src` is kept alive. Every Tensor sharing this Storage sees
+    // the new bytes (Module::load_state_dict with LoadMode::Share). Same device, same size; not
+    // safe concurrently with use.
+    void share(const std::shared_ptr<Storage>& src, size_t offset);
+    // Gives a borrowed Storage memory of its own (a copy); no-op when it owns its memory. Done
+    // before writing into a Storage that may share another's bytes.
+    void make_private();
 
 private:
     Storage() = default;

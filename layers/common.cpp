@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "../core/mapped_file.h"
 #include "../kernels/cuda_context.h"
 #include "../kernels/layout.h"
 
@@ -89,6 +90,11 @@ Tensor cuda_in_layout(const Tensor& x, const RunOptions& options, bool channels_
     cuda::convert_layout(ctx, x.size(0), x.size(1), x.size(2), x.size(3), x.data<float>(), !channels_last,
                          y.data<float>(), channels_last);
     return y;
+}
+
+void release_packed_source(const Tensor& weight) {
+    if (weight.defined() && weight.device() == Device::CPU && !weight.storage()->owns_memory())
+        release_file_pages(weight.raw_data(), weight.nbytes());
 }
 
 Tensor as_returned(const Tensor& y, const RunOptions& options) {

@@ -51,6 +51,9 @@ CudaContext& cuda_context(const RunOptions& options, const char* layer);
 bool stored_channels_last(const Tensor& x);
 // x stored NCHW (false) or NHWC (true): x itself when it already is, else a converted copy.
 Tensor cuda_in_layout(const Tensor& x, const RunOptions& options, bool channels_last);
+// After a kernel has packed `weight`: drops its pages from memory if they are clean pages of a
+// mapped weight file (parameters loaded with LoadMode::Share); they are read back if needed.
+void release_packed_source(const Tensor& weight);
 // What a model or getter hands back: on CUDA, 4-D outputs are converted to NCHW-contiguous.
 Tensor as_returned(const Tensor& y, const RunOptions& options);
 // A conv weight [oc, c, kh, kw] as [oc, kh, kw, c] on the device (what NHWC cuDNN wants).

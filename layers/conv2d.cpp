@@ -78,7 +78,9 @@ Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
         case Backend::Cpu: {
             y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
             const auto packed = packed_.get([&] {
-                return cpu::pack_conv2d_weight(p.oc, weight_.numel() / p.oc, p.groups, weight_.data<float>());
+                auto w = cpu::pack_conv2d_weight(p.oc, weight_.numel() / p.oc, p.groups, weight_.data<float>());
+                release_packed_source(weight_);
+                return w;
             });
             Conv2dEpilogue epilogue;
             epilogue.bias = b;

@@ -4,36 +4,43 @@
 #include <vector>
 
 #include "../kernels/elementwise.h"
+#include "common.h"
 #include "relu.h"
 
 namespace strata {
 
-FusedConv2d::FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu) : conv_(&conv), relu_(relu) {
-    const Tensor& w = conv.weight();
-    const int64_t oc = w.size(0), K = w.numel() / oc;
-    std::vector<float>& folded = folded_;
-    folded.assign(w.data<float>(), w.data<float>() + w.numel());
-    bias_ = Tensor::zeros({oc});
-    float* b = bias_.data<float>();
-    if (conv.bias().defined())
-        for (int64_t o = 0; o < oc; ++o) b[o] = conv.bias().data<float>()[o];
-    if (bn) {
-        STRATA_CHECK(bn->num_features() == oc, "cannot fold BatchNorm2d(", bn->num_features(),
-                     ") into a convolution with ", oc, " output channels");
-        const float* gamma = bn->weight().data<float>();
-        const float* beta = bn->bias().data<float>();
-        const float* mean = bn->running_mean().data<float>();
-        const float* var = bn->running_var().data<float>();
-        for (int64_t o = 0; o < oc; ++o) {
-            const double scale = gamma[o] / std::sqrt(static_cast<double>(var[o]) + bn->eps());
-            for (int64_t k = 0; k < K; ++k) folded[o * K + k] = static_cast<float>(folded[o * K + k] * scale);
-            b[o] = static_cast<float>(beta[o] + (static_cast<double>(b[o]) - mean[o]) * scale);
-        }
+FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn, bool with_weight) {
+    const auto host = [](const Tensor& t) { return t.to(Device::CPU); };
+    FoldedConv2d f;
+    const int64_t oc = conv.weight().size(0), K = conv.weight().numel() / oc;
+    if (with_weight) f.weight = host(conv.weight()).clone();
+    f.bias = conv.bias().defined() ? host(conv.bias()).clone() : Tensor::zeros({oc});
+    if (!bn) return f;
+    STRATA_CHECK(bn->num_features() == oc, "cannot fold BatchNorm2d(", bn->num_features(),
+                 ") into a convolution with ", oc, " output channels");
+    const Tensor gamma = host(bn->weight()), beta = host(bn->bias());
+    const Tensor mean = host(bn->running_mean()), var = host(bn->running_var());
+    float* w = with_weight ? f.weight.data<float>() : nullptr;
+    float* b = f.bias.data<float>();
+    for (int64_t o = 0; o < oc; ++o) {
+        const double scale = gamma.data<float>()[o] / std::sqrt(static_cast<double>(var.data<float>()[o]) + bn->eps());
+        f.scale.push_back(scale);
+        if (w)
+            for (int64_t k = 0; k < K; ++k) w[o * K + k] = static_cast<float>(w[o * K + k] * scale);
+        b[o] = static_cast<float>(beta.data<float>()[o] + (static_cast<double>(b[o]) - mean.data<float>()[o]) * scale);
     }
+    return f;
+}
+
+FusedConv2d::FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu)
+    : conv_(&conv), relu_(relu) {
+    FoldedConv2d folded = fold_batch_norm(conv, bn, /*with_weight=*/false);
+    scale_ = std::move(folded.scale);
+    bias_ = folded.bias;
 }
 
 FusedConv2d::FusedConv2d(FusedConv2d&& o) noexcept
-    : conv_(o.conv_), folded_(std::move(o.folded_)), bias_(std::move(o.bias_)), relu_(o.relu_),
+    : conv_(o.conv_), scale_(std::move(o.scale_)), bias_(std::move(o.bias_)), relu_(o.relu_),
       direct_(std::move(o.direct_)), winograd_{std::move(o.winograd_[0]), std::move(o.winograd_[1])} {}
 
 Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
@@ -57,15 +64,19 @@ Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const R
     // spread past its receptive field (and Inf - Inf makes NaN where a direct sum keeps Inf).
     // Non-finite inputs take the direct kernel, so NaN and Inf land where PyTorch puts them.
     const bool winograd = cpu::winograd_applicable(p) && cpu::all_finite(x.data<float>(), x.numel());
-    const int m = winograd ? cpu::winograd_tile_for(p.n, p.oh, p.ow, options.threads()) : 0;
+    const int m = winograd && options.packing == WeightPacking::Fast
+                      ? cpu::winograd_tile_for(p.n, p.oh, p.ow, options.threads())
+                      : 0;
     if (m) {
         std::shared_ptr<const cpu::WinogradConv2dWeight> packed;
         {
             std::lock_guard<std::mutex> lock(pack_mutex_);
             auto& slot = winograd_[m == 4 ? 1 : 0];
-            if (!slot)
+            if (!slot) {
                 slot = std::make_shared<const cpu::WinogradConv2dWeight>(
-                    cpu::pack_conv2d_winograd(m, p.oc, p.c, folded_.data()));
+                    cpu::pack_conv2d_winograd(m, p.oc, p.c, conv_->weight().data<float>(), row_scale()));
+                release_packed_source(conv_->weight());
+            }
             packed = slot;
         }
         cpu::conv2d_winograd(p, x.data<float>(), *packed, e, y.data<float>(), options.threads());
@@ -74,9 +85,12 @@ Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const R
     std::shared_ptr<const cpu::PackedConv2dWeight> packed;
     {
         std::lock_guard<std::mutex> lock(pack_mutex_);
-        if (!direct_)
-            direct_ = std::make_shared<const cpu::PackedConv2dWeight>(cpu::pack_conv2d_weight(
-                p.oc, static_cast<int64_t>(folded_.size()) / p.oc, p.groups, folded_.data()));
+        if (!direct_) {
+            const Tensor& w = conv_->weight();
+            direct_ = std::make_shared<const cpu::PackedConv2dWeight>(
+                cpu::pack_conv2d_weight(p.oc, w.numel() / p.oc, p.groups, w.data<float>(), row_scale()));
+            release_packed_source(conv_->weight());
+        }
         packed = direct_;
     }
     cpu::conv2d_packed(p, x.data<float>(), *packed, e, y.data<float>(), options.threads());

@@ -23,6 +23,18 @@
 
 namespace strata {
 
+// W'[o] = float(W[o] * scale[o]),  b'[o] = beta[o] + (b[o] - mean[o]) * scale[o],
+// scale[o] = gamma[o] / sqrt(var[o] + eps) (in double); with bn == nullptr, W' = W and b' = b
+// (or 0). Reads host copies of the parameters wherever they live; returns CPU tensors weight
+// [oc, c/groups, kh, kw] (undefined unless with_weight) and bias [oc], and the scale (empty
+// without bn). CudaFusedConv2d uploads W'; FusedConv2d hands the scale to the packing
+// functions instead, so no folded copy of the weights is ever made on the CPU.
+struct FoldedConv2d {
+    Tensor weight, bias;
+    std::vector<double> scale;
+};
+FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn, bool with_weight = true);
+
 class FusedConv2d {
 public:
     FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu);
@@ -31,12 +43,15 @@ public:
     Tensor forward(const Tensor& x, const Tensor* residual, const RunOptions& options) const;
 
 private:
-    const Conv2d* conv_;  // for input checks and geometry; the weights used are the folded ones
-    std::vector<float> folded_;  // [oc][c/groups][kh][kw], BatchNorm folded in
-    Tensor bias_;
+    const double* row_scale() const { return scale_.empty() ? nullptr : scale_.data(); }
+    const Conv2d* conv_;  // for input checks and geometry
+    std::vector<double> scale_;  // BatchNorm's per-channel scale, applied as weights are packed
+    Tensor bias_;                // folded
     bool relu_;
-    // Packed forms, made on first use: the direct kernel's, and Winograd's for m = 2 and 4
-    // (which one runs depends on the input size, see cpu::winograd_tile_for).
+    // Packed forms of the folded weights, made on first use: the direct kernel's, and Winograd's
+    // for m = 2 and 4 (which one runs depends on the input size, see cpu::winograd_tile_for, and
+    // on RunOptions::packing). They are packed from the layer's own weights with scale_ applied,
+    // and those weights are then released (release_packed_source).
     mutable std::mutex pack_mutex_;
     mutable std::shared_ptr<const cpu::PackedConv2dWeight> direct_;
     mutable std::shared_ptr<const cpu::WinogradConv2dWeight> winograd_[2];

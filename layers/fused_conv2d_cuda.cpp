@@ -1,4 +1,4 @@
-// BatchNorm folding and the CUDA fused convolution; SequenceRunner's Backend::Cuda path.
+// The CUDA fused convolution; SequenceRunner's Backend::Cuda path.
 #include "fused_conv2d_cuda.h"
 
 #include <cmath>
@@ -9,27 +9,6 @@
 #include "fused_conv2d.h"
 
 namespace strata {
-
-FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn) {
-    const auto host = [](const Tensor& t) { return t.to(Device::CPU); };
-    FoldedConv2d f;
-    f.weight = host(conv.weight()).clone();
-    const int64_t oc = f.weight.size(0), K = f.weight.numel() / oc;
-    f.bias = conv.bias().defined() ? host(conv.bias()).clone() : Tensor::zeros({oc});
-    if (!bn) return f;
-    STRATA_CHECK(bn->num_features() == oc, "cannot fold BatchNorm2d(", bn->num_features(),
-                 ") into a convolution with ", oc, " output channels");
-    const Tensor gamma = host(bn->weight()), beta = host(bn->bias());
-    const Tensor mean = host(bn->running_mean()), var = host(bn->running_var());
-    float* w = f.weight.data<float>();
-    float* b = f.bias.data<float>();
-    for (int64_t o = 0; o < oc; ++o) {
-        const double scale = gamma.data<float>()[o] / std::sqrt(static_cast<double>(var.data<float>()[o]) + bn->eps());
-        for (int64_t k = 0; k < K; ++k) w[o * K + k] = static_cast<float>(w[o * K + k] * scale);
-        b[o] = static_cast<float>(beta.data<float>()[o] + (static_cast<double>(b[o]) - mean.data<float>()[o]) * scale);
-    }
-    return f;
-}
 
 CudaFusedConv2d::CudaFusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu) : conv_(&conv), relu_(relu) {
     const FoldedConv2d folded = fold_batch_norm(conv, bn);

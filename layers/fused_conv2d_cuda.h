@@ -10,15 +10,7 @@
 
 namespace strata {
 
-// W'[o] = W[o] * scale[o],  b'[o] = beta[o] + (b[o] - mean[o]) * scale[o],
-// scale[o] = gamma[o] / sqrt(var[o] + eps); with bn == nullptr, W' = W and b' = b (or 0).
-// Reads host copies of the parameters wherever they live; returns CPU tensors
-// weight [oc, c/groups, kh, kw] and bias [oc].
-struct FoldedConv2d {
-    Tensor weight, bias;
-};
-FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn);
-
+// fold_batch_norm: fused_conv2d.h
 class CudaFusedConv2d {
 public:
     CudaFusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu);

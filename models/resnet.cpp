@@ -201,27 +201,27 @@ Tensor ResNet::forward(const Tensor& x, const RunOptions& options) const {
 
 namespace {
 std::shared_ptr<ResNet> build(BlockKind kind, std::vector<int64_t> layers, int64_t num_classes,
-                              uint64_t seed) {
+                              uint64_t seed, Init init = Init::Torchvision) {
     auto model = std::make_shared<ResNet>(kind, std::move(layers), num_classes);
-    init_like_torchvision(*model, seed);
+    if (init == Init::Torchvision) init_like_torchvision(*model, seed);
     return model;
 }
 }  // namespace
 
-std::shared_ptr<ResNet> resnet18(int64_t nc, uint64_t seed) { return build(BlockKind::Basic, {2, 2, 2, 2}, nc, seed); }
-std::shared_ptr<ResNet> resnet34(int64_t nc, uint64_t seed) { return build(BlockKind::Basic, {3, 4, 6, 3}, nc, seed); }
-std::shared_ptr<ResNet> resnet50(int64_t nc, uint64_t seed) { return build(BlockKind::Bottleneck, {3, 4, 6, 3}, nc, seed); }
-std::shared_ptr<ResNet> resnet101(int64_t nc, uint64_t seed) { return build(BlockKind::Bottleneck, {3, 4, 23, 3}, nc, seed); }
-std::shared_ptr<ResNet> resnet152(int64_t nc, uint64_t seed) { return build(BlockKind::Bottleneck, {3, 8, 36, 3}, nc, seed); }
+std::shared_ptr<ResNet> resnet18(int64_t nc, uint64_t seed) { return create("resnet18", nc, seed); }
+std::shared_ptr<ResNet> resnet34(int64_t nc, uint64_t seed) { return create("resnet34", nc, seed); }
+std::shared_ptr<ResNet> resnet50(int64_t nc, uint64_t seed) { return create("resnet50", nc, seed); }
+std::shared_ptr<ResNet> resnet101(int64_t nc, uint64_t seed) { return create("resnet101", nc, seed); }
+std::shared_ptr<ResNet> resnet152(int64_t nc, uint64_t seed) { return create("resnet152", nc, seed); }
 
 std::vector<std::string> names() { return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"}; }
 
-std::shared_ptr<ResNet> create(const std::string& name, int64_t num_classes, uint64_t seed) {
-    if (name == "resnet18") return resnet18(num_classes, seed);
-    if (name == "resnet34") return resnet34(num_classes, seed);
-    if (name == "resnet50") return resnet50(num_classes, seed);
-    if (name == "resnet101") return resnet101(num_classes, seed);
-    if (name == "resnet152") return resnet152(num_classes, seed);
+std::shared_ptr<ResNet> create(const std::string& name, int64_t num_classes, uint64_t seed, Init init) {
+    if (name == "resnet18") return build(BlockKind::Basic, {2, 2, 2, 2}, num_classes, seed, init);
+    if (name == "resnet34") return build(BlockKind::Basic, {3, 4, 6, 3}, num_classes, seed, init);
+    if (name == "resnet50") return build(BlockKind::Bottleneck, {3, 4, 6, 3}, num_classes, seed, init);
+    if (name == "resnet101") return build(BlockKind::Bottleneck, {3, 4, 23, 3}, num_classes, seed, init);
+    if (name == "resnet152") return build(BlockKind::Bottleneck, {3, 8, 36, 3}, num_classes, seed, init);
     std::string known;
     for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
     STRATA_FAIL("unknown model '", name, "'; known models: ", known);

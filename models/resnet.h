@@ -66,6 +66,13 @@ private:
     std::unique_ptr<SequenceRunner> runner_;  // the children in order, stem conv+bn+relu fused
 };
 
+// How a model's parameters start.
+//   Torchvision: initialised like torchvision's constructors (init_like_torchvision), under a
+//                seed: a usable untrained model (about 0.3 s for ResNet-18).
+//   None:        left as the layers make them (zeros, BatchNorm's ones): for a model whose
+//                every parameter is loaded next (a strict load_state_dict), skipping that work.
+enum class Init { Torchvision, None };
+
 // Built and initialised like torchvision's constructors (see init_like_torchvision), under `seed`.
 std::shared_ptr<ResNet> resnet18(int64_t num_classes = 1000, uint64_t seed = 0);
 std::shared_ptr<ResNet> resnet34(int64_t num_classes = 1000, uint64_t seed = 0);
@@ -74,7 +81,8 @@ std::shared_ptr<ResNet> resnet101(int64_t num_classes = 1000, uint64_t seed = 0)
 std::shared_ptr<ResNet> resnet152(int64_t num_classes = 1000, uint64_t seed = 0);
 
 // By name, for the CLI: "resnet18", ..., "resnet152"; an unknown name lists the known ones.
-std::shared_ptr<ResNet> create(const std::string& name, int64_t num_classes = 1000, uint64_t seed = 0);
+std::shared_ptr<ResNet> create(const std::string& name, int64_t num_classes = 1000, uint64_t seed = 0,
+                               Init init = Init::Torchvision);
 std::vector<std::string> names();
 
 }  // namespace models

@@ -244,9 +244,11 @@ TEST_CASE("cli: a full features run (--weights, --input, --out) ends cleanly, wi
     REQUIRE(WEXITSTATUS(status) == 0);
     REQUIRE(err.find("Sanitizer") == std::string::npos);
     REQUIRE(slurp(folder / "stdout.txt") == "[('feat1', [2, 64, 16, 12]), ('feat4', [2, 512, 2, 2]), ('logits', [2, 1000])]\n");
-    // The file holds what the library computes in-process.
+    // The file holds what the library computes in-process, with the packing `features` uses.
     const IntermediateLayerGetter getter(*model, {{"layer1", "feat1"}, {"layer4", "feat4"}, {"fc", "logits"}});
-    const auto want = getter(x, {Backend::Cpu, 2});
+    RunOptions options{Backend::Cpu, 2};
+    options.packing = WeightPacking::Lean;
+    const auto want = getter(x, options);
     const StateDict got = load(output);
     REQUIRE(got.keys() == want.keys());
     for (const auto& [name, t] : want) STRATA_REQUIRE_CMP(strata_test::compare_bitwise(got.at(name), t), name);

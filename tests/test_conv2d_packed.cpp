@@ -160,3 +160,34 @@ TEST_CASE("conv2d_winograd: F(2,3) and F(4,3) match the reference on 3x3 stride-
     }
     REQUIRE(done >= 40);
 }
+
+// Packing with a row scale (a BatchNorm folded in as the weights are packed) gives exactly the
+// packed form of the pre-scaled weights: float(w * scale[o]) either way, so bitwise equal outputs.
+TEST_CASE("conv2d_packed / winograd: packing with row_scale equals packing pre-scaled weights, bit for bit") {
+    const Conv2dParams p = make(2, 24, 13, 11, 20, 3, 3, 1, 1, 1, 1);
+    Conv2dParams q = p;
+    REQUIRE(q.compute_output_size());
+    const Tensor x = strata_test::random_tensor({q.n, q.c, q.h, q.w}, "rowscale.x");
+    const Tensor w = strata_test::random_tensor({q.oc, q.c, 3, 3}, "rowscale.w");
+    std::vector<double> scale(static_cast<size_t>(q.oc));
+    for (int64_t o = 0; o < q.oc; ++o) scale[static_cast<size_t>(o)] = 0.37 + 0.11 * static_cast<double>(o);
+    Tensor scaled = w.clone();
+    const int64_t K = q.c * 9;
+    for (int64_t o = 0; o < q.oc; ++o)
+        for (int64_t k = 0; k < K; ++k)
+            scaled.data<float>()[o * K + k] = static_cast<float>(w.data<float>()[o * K + k] * scale[static_cast<size_t>(o)]);
+    const Conv2dEpilogue e;
+    Tensor a = Tensor::empty({q.n, q.oc, q.oh, q.ow}), b = Tensor::empty({q.n, q.oc, q.oh, q.ow});
+    cpu::conv2d_packed(q, x.data<float>(), cpu::pack_conv2d_weight(q.oc, K, 1, w.data<float>(), scale.data()), e,
+                       a.data<float>(), 2);
+    cpu::conv2d_packed(q, x.data<float>(), cpu::pack_conv2d_weight(q.oc, K, 1, scaled.data<float>()), e,
+                       b.data<float>(), 2);
+    STRATA_REQUIRE_CLOSE(a, b, 0.0, "direct");
+    for (int m : {2, 4}) {
+        cpu::conv2d_winograd(q, x.data<float>(), cpu::pack_conv2d_winograd(m, q.oc, q.c, w.data<float>(), scale.data()),
+                             e, a.data<float>(), 2);
+        cpu::conv2d_winograd(q, x.data<float>(), cpu::pack_conv2d_winograd(m, q.oc, q.c, scaled.data<float>()), e,
+                             b.data<float>(), 2);
+        STRATA_REQUIRE_CLOSE(a, b, 0.0, "winograd");
+    }
+}

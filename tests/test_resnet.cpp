@@ -120,6 +120,18 @@ TEST_CASE("resnet18 vs torchvision: batch 4 at 32x32, layer2") {
     check_fixture("small_layer2", RunOptions{Backend::Cpu, 2});
 }
 
+TEST_CASE("resnet18 vs torchvision: lean packing (direct kernel only, as `strata features` runs)") {
+    for (const char* name : {"full", "odd_all", "small_layer2"}) {
+        RunOptions options{Backend::Cpu, 2};
+        options.packing = WeightPacking::Lean;
+        check_fixture(name, options);
+    }
+}
+
+TEST_CASE("resnet18 vs torchvision: batch 4 split by image (one image per thread) at 2 and 4 threads") {
+    for (int threads : {2, 4}) check_fixture("small_layer2", RunOptions{Backend::Cpu, threads});
+}
+
 TEST_CASE("resnet18 vs torchvision: the reference kernels match too") {
     for (const char* name : {"small_layer2", "bn1_relu", "odd_all"}) check_fixture(name, RunOptions{Backend::Reference, 1});
 }
