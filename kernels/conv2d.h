@@ -47,7 +47,10 @@ struct PackedConv2dWeight {
 };
 constexpr int kPackRows = 8;
 
-PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, const float* weight);
+// row_scale (or nullptr): [oc] factors applied as the weights are packed, each packed value
+// being float(weight * row_scale[o]) -- a BatchNorm folded in without a folded copy.
+PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, const float* weight,
+                                      const double* row_scale = nullptr);
 void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
                    const Conv2dEpilogue& epilogue, float* y, int threads);
 
@@ -66,7 +69,8 @@ bool winograd_applicable(const Conv2dParams& p);
 // multiplies once border tiles and partly used vectors are counted (per image when the batch is
 // split by image, see batch_split.h), or 0 when the direct kernel is cheaper.
 int winograd_tile_for(int64_t n, int64_t oh, int64_t ow, int threads);  // 0: use the direct kernel
-WinogradConv2dWeight pack_conv2d_winograd(int m, int64_t oc, int64_t c, const float* weight);
+WinogradConv2dWeight pack_conv2d_winograd(int m, int64_t oc, int64_t c, const float* weight,
+                                          const double* row_scale = nullptr);  // as pack_conv2d_weight
 void conv2d_winograd(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w,
                      const Conv2dEpilogue& epilogue, float* y, int threads);
 }  // namespace cpu

@@ -218,7 +218,12 @@ std::shared_ptr<float> aligned_floats(int64_t n) {
 
 }  // namespace
 
-PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, const float* weight) {
+PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, const float* weight,
+                                      const double* row_scale) {
+    auto value = [&](int64_t o, int64_t k) {
+        const float v = weight[o * K + k];
+        return row_scale ? static_cast<float>(v * row_scale[o]) : v;
+    };
     PackedConv2dWeight w;
     w.oc = oc;
     w.K = K;
@@ -235,13 +240,14 @@ PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, con
             for (int64_t k = 0; k < K; ++k)
                 for (int64_t r = 0; r < kPackRows; ++r) {
                     const int64_t o = b * kPackRows + r;
-                    block[k * kPackRows + r] = o < ocg ? weight[(g * ocg + o) * K + k] : 0.0f;
+                    block[k * kPackRows + r] = o < ocg ? value(g * ocg + o, k) : 0.0f;
                 }
         }
 #else
     w.blocks_per_group = 0;
     w.data = aligned_floats(oc * K);
-    std::memcpy(w.data.get(), weight, static_cast<size_t>(oc * K) * sizeof(float));
+    for (int64_t o = 0; o < oc; ++o)
+        for (int64_t k = 0; k < K; ++k) w.data.get()[o * K + k] = value(o, k);
 #endif
     return w;
 }

@@ -68,7 +68,7 @@ void transform_kernel(const float* g, double* u) {
 }
 
 template <int M>
-WinogradConv2dWeight pack(int64_t oc, int64_t c, const float* weight) {
+WinogradConv2dWeight pack(int64_t oc, int64_t c, const float* weight, const double* row_scale) {
     constexpr int A = Tr<M>::A;
     WinogradConv2dWeight w;
     w.m = M;
@@ -88,9 +88,12 @@ WinogradConv2dWeight pack(int64_t oc, int64_t c, const float* weight) {
     auto at = [&](int pos, int64_t o, int64_t ci) -> float& { return w.data.get()[(pos * oc + o) * c + ci]; };
 #endif
     double u[A * A];
+    float g[9];
     for (int64_t o = 0; o < oc; ++o)
         for (int64_t ci = 0; ci < c; ++ci) {
-            transform_kernel<M>(weight + (o * c + ci) * 9, u);
+            const float* kernel = weight + (o * c + ci) * 9;
+            for (int i = 0; i < 9; ++i) g[i] = row_scale ? static_cast<float>(kernel[i] * row_scale[o]) : kernel[i];
+            transform_kernel<M>(g, u);
             for (int pos = 0; pos < A * A; ++pos) at(pos, o, ci) = static_cast<float>(u[pos]);
         }
     return w;
@@ -304,9 +307,10 @@ int winograd_tile_for(int64_t n, int64_t oh, int64_t ow, int threads) {
     return f4 <= f2 ? 4 : 2;
 }
 
-WinogradConv2dWeight pack_conv2d_winograd(int m, int64_t oc, int64_t c, const float* weight) {
-    if (m == 2) return pack<2>(oc, c, weight);
-    if (m == 4) return pack<4>(oc, c, weight);
+WinogradConv2dWeight pack_conv2d_winograd(int m, int64_t oc, int64_t c, const float* weight,
+                                          const double* row_scale) {
+    if (m == 2) return pack<2>(oc, c, weight, row_scale);
+    if (m == 4) return pack<4>(oc, c, weight, row_scale);
     throw std::invalid_argument("pack_conv2d_winograd: m must be 2 or 4");
 }
 
