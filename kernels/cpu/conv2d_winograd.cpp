@@ -55,6 +55,17 @@ std::shared_ptr<float> alloc_floats(int64_t n) {
     return std::shared_ptr<float>(p, [](float* q) { std::free(q); });
 }
 
+// dst[0, count) = v[0, count), count <= 16: one masked vector store (these copies run once per
+// transformed value, and at batch 1 a group is rarely whole, so a libc memcpy call each would
+// cost more than the transform).
+inline void store_lanes(float* dst, const float* v, int64_t count) {
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << count) - 1), _mm512_loadu_ps(v));
+#else
+    std::memcpy(dst, v, sizeof(float) * static_cast<size_t>(count));
+#endif
+}
+
 // U[pos] for one (oc, c) pair: G g G^T in double.
 template <int M>
 void transform_kernel(const float* g, double* u) {
@@ -167,7 +178,7 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
                                     if (Tr<M>::BT[j][k] != 0) s += t[i][k][l] * Tr<M>::BT[j][k];
                                 v[l] = s;
                             }
-                            std::memcpy(out + (i * A + j) * p.c * T, v, sizeof(float) * static_cast<size_t>(count));
+                            store_lanes(out + (i * A + j) * p.c * T, v, count);
                         }
                 }
         }

@@ -31,7 +31,27 @@ void max_pool2d(const MaxPool2dParams& p, const float* x, float* y, int threads)
 #pragma omp simd
                     for (int64_t i = 0; i < p.w; ++i) cm[i] = (row[i] > cm[i] || std::isnan(row[i])) ? row[i] : cm[i];
                 }
+                // Columns whose whole window lies inside the row: one window tap at a time over all
+                // of them, a strided loop the compiler vectorises. The border columns below.
+                const int64_t span = (p.kw - 1) * p.dil_w;
+                const int64_t lo = std::min(p.ow, (p.pad_w + p.stride_w - 1) / p.stride_w);
+                const int64_t hi = std::max(lo, std::min(p.ow, p.w - 1 - span + p.pad_w >= 0
+                                                                   ? (p.w - 1 - span + p.pad_w) / p.stride_w + 1
+                                                                   : 0));
+                float* row_out = out + oy * p.ow;
+                std::fill(row_out + lo, row_out + hi, -std::numeric_limits<float>::infinity());
+                for (int64_t kx = 0; kx < p.kw; ++kx) {
+                    const float* src = cm + lo * p.stride_w - p.pad_w + kx * p.dil_w;
+                    const int64_t sw = p.stride_w;
+#pragma omp simd
+                    for (int64_t i = 0; i < hi - lo; ++i) {
+                        const float v = src[i * sw];
+                        row_out[lo + i] = (v > row_out[lo + i] || std::isnan(v)) ? v : row_out[lo + i];
+                    }
+                }
                 for (int64_t ox = 0; ox < p.ow; ++ox) {
+                    if (ox == lo) ox = hi;
+                    if (ox >= p.ow) break;
                     const int64_t x0 = ox * p.stride_w - p.pad_w;
                     const int64_t kx0 = x0 >= 0 ? 0 : (-x0 + p.dil_w - 1) / p.dil_w;
                     const int64_t kx1 = std::min(p.kw, (p.w - x0 + p.dil_w - 1) / p.dil_w);
