@@ -30,7 +30,29 @@ inline void microkernel(int64_t K, const float* __restrict A, const float* __res
 #pragma GCC unroll 3
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
 
-    for (int64_t k = 0; k < K; ++k) {
+    int64_t k0 = 0;
+    if constexpr (NV == 1) {
+        // One vector per row leaves 8 accumulators: too few chains to hide the FMA latency
+        // (4 cycles, 2 pipes) when the loads stall. Even and odd k go to separate accumulators,
+        // summed at the end; 16 chains in flight.
+        __m512 odd[kMR];
+#pragma GCC unroll 8
+        for (int r = 0; r < kMR; ++r) odd[r] = _mm512_setzero_ps();
+        for (; k0 + 1 < K; k0 += 2) {
+            const __m512 b0 = _mm512_maskz_loadu_ps(tail, B + offs[k0]);
+            const __m512 b1 = _mm512_maskz_loadu_ps(tail, B + offs[k0 + 1]);
+            const float* a0 = A + k0 * kMR;
+            const float* a1 = a0 + kMR;
+#pragma GCC unroll 8
+            for (int r = 0; r < kMR; ++r) {
+                acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(a0[r]), b0, acc[r][0]);
+                odd[r] = _mm512_fmadd_ps(_mm512_set1_ps(a1[r]), b1, odd[r]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < kMR; ++r) acc[r][0] = _mm512_add_ps(acc[r][0], odd[r]);
+    }
+    for (int64_t k = k0; k < K; ++k) {
         const float* b = B + offs[k];
         __m512 bv[NV];
 #pragma GCC unroll 3
