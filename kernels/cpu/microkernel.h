@@ -43,6 +43,9 @@ inline void microkernel(int64_t K, const float* __restrict A, const float* __res
             const __m512 b1 = _mm512_maskz_loadu_ps(tail, B + offs[k0 + 1]);
             const float* a0 = A + k0 * kMR;
             const float* a1 = a0 + kMR;
+            // A streams from memory here (Winograd's weights at batch 1, read once per call):
+            // fetch 2 KB ahead, one 64-byte line per two k.
+            _mm_prefetch(reinterpret_cast<const char*>(a0 + 512), _MM_HINT_T0);
 #pragma GCC unroll 8
             for (int r = 0; r < kMR; ++r) {
                 acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(a0[r]), b0, acc[r][0]);
@@ -59,6 +62,7 @@ inline void microkernel(int64_t K, const float* __restrict A, const float* __res
         for (int v = 0; v < NV - 1; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
         bv[NV - 1] = _mm512_maskz_loadu_ps(tail, b + 16 * (NV - 1));
         const float* a = A + k * kMR;
+        if ((k & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(a + 512), _MM_HINT_T0);  // as above
 #pragma GCC unroll 8
         for (int r = 0; r < kMR; ++r) {
             const __m512 av = _mm512_set1_ps(a[r]);
