@@ -290,16 +290,20 @@ def render(args):
     L.append("Peak resident memory of the whole process (`/usr/bin/time -f %%M`, MB = 10^6 bytes, median of %d), "
              "batch 1, the input read from the same `x.npy`: `strata features --weights resnet18.safetensors` vs "
              "`benchmarks/torch_features.py --weights resnet18.pth` (torch.load + model + one forward; the "
-             "PyPI wheel's CUDA libraries are loaded by `import torch` even on CPU)." % args.rss_reps)
+             "PyPI wheel's CUDA libraries are loaded by `import torch` even on CPU). `features` packs weights "
+             "for the direct kernel only (`--packing lean`, its default: one call, so Winograd's weight "
+             "transform would cost more than it saves); `--packing fast` also keeps the Winograd-transformed "
+             "3x3 weights, as `strata bench` and a long-running process do." % args.rss_reps)
     L.append("")
-    L.append("| request | strata | PyTorch |")
-    L.append("|---|---|---|")
+    L.append("| request | strata features | strata features --packing fast | PyTorch |")
+    L.append("|---|---|---|---|")
     for layers, title in [("fc:logits", "full model (`--layers fc:logits`)"),
                           ("layer1:feat1,layer3:feat2", "seed getter (layer1 + layer3)"),
                           ("import only", "baseline: `import torch, torchvision` only")]:
-        L.append("| %s | %s | %s MB |" % (title, "-" if layers == "import only" else
-                                          fmt(mem_med.get(("strata", layers)), 1) + " MB",
-                                          fmt(mem_med.get(("pytorch", layers)), 1)))
+        L.append("| %s | %s | %s | %s MB |" % (
+            title, *("-" if layers == "import only" else fmt(mem_med.get((side, layers)), 1) + " MB"
+                     for side in ("strata", "strata-fast")),
+            fmt(mem_med.get(("pytorch", layers)), 1)))
     L.append("")
 
     # ---- targets

@@ -192,6 +192,9 @@ for rep in $(seq 1 "$rss_reps"); do
   for layers in fc:logits "$seed_layers"; do
     rss strata "$layers" "$strata" features --model resnet18 --weights "$st" --input "$npy" \
       --layers "$layers" --threads "$max_threads"
+    # the same with Winograd's transformed weights kept (what a long-running process holds)
+    rss strata-fast "$layers" "$strata" features --model resnet18 --weights "$st" --input "$npy" \
+      --layers "$layers" --threads "$max_threads" --packing fast
     rss pytorch "$layers" "$py" benchmarks/torch_features.py --model resnet18 --weights "$pth" \
       --input "$npy" --layers "$layers" --threads "$max_threads"
   done
