@@ -201,14 +201,6 @@ namespace cpu {
 
 namespace {
 
-int thread_index() {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 std::shared_ptr<float> aligned_floats(int64_t n) {
     const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
     float* p = static_cast<float*>(std::aligned_alloc(64, bytes > 0 ? bytes : 64));
@@ -253,6 +245,16 @@ PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, con
 }
 
 #if defined(__AVX512F__)
+namespace {
+int thread_index() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+}  // namespace
+
 using detail::kMR;
 using detail::kMaxNV;
 using detail::tile;
