@@ -66,6 +66,57 @@ inline void store_lanes(float* dst, const float* v, int64_t count) {
 #endif
 }
 
+#if defined(__AVX512F__)
+// p[0], p[M], p[2M], ..., p[15M] as one vector, for M = 2 or 4: the j-th column of 16
+// neighbouring m x m tiles, from contiguous loads and lane permutes instead of 16 scalar loads.
+// Reads p[0, 16M).
+template <int M> inline __m512 load_stride(const float* p);
+template <> inline __m512 load_stride<2>(const float* p) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
+}
+template <> inline __m512 load_stride<4>(const float* p) {
+    const __m512i every4 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    const __m512 lo = _mm512_permutex2var_ps(_mm512_loadu_ps(p), every4, _mm512_loadu_ps(p + 16));
+    const __m512 hi = _mm512_permutex2var_ps(_mm512_loadu_ps(p + 32), every4, _mm512_loadu_ps(p + 48));
+    return _mm512_shuffle_f32x4(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));  // lanes 0-7 of each
+}
+#endif
+
+// row[M*l + j] = cols[j][l] for 16 tiles l: the inverse of load_stride, with lane shuffles
+// (a 4x4 transpose within and then across 128-bit lanes for M = 4) instead of strided stores.
+template <int M> inline void interleave(const float (&cols)[M][16], float* row);
+#if defined(__AVX512F__)
+template <> inline void interleave<2>(const float (&cols)[2][16], float* row) {
+    const __m512 v0 = _mm512_loadu_ps(cols[0]), v1 = _mm512_loadu_ps(cols[1]);
+    const __m512 lo = _mm512_unpacklo_ps(v0, v1), hi = _mm512_unpackhi_ps(v0, v1);  // per 128-bit lane k: tiles 4k, 4k+1 | 4k+2, 4k+3
+    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    _mm512_storeu_ps(row, _mm512_permutex2var_ps(lo, first, hi));
+    _mm512_storeu_ps(row + 16, _mm512_permutex2var_ps(lo, second, hi));
+}
+template <> inline void interleave<4>(const float (&cols)[4][16], float* row) {
+    const __m512 v0 = _mm512_loadu_ps(cols[0]), v1 = _mm512_loadu_ps(cols[1]);
+    const __m512 v2 = _mm512_loadu_ps(cols[2]), v3 = _mm512_loadu_ps(cols[3]);
+    const __m512 t0 = _mm512_unpacklo_ps(v0, v1), t1 = _mm512_unpackhi_ps(v0, v1);
+    const __m512 t2 = _mm512_unpacklo_ps(v2, v3), t3 = _mm512_unpackhi_ps(v2, v3);
+    // u_m's 128-bit lane k holds the 4 columns of tile 4k + m
+    const __m512 u0 = _mm512_shuffle_ps(t0, t2, 0x44), u1 = _mm512_shuffle_ps(t0, t2, 0xEE);
+    const __m512 u2 = _mm512_shuffle_ps(t1, t3, 0x44), u3 = _mm512_shuffle_ps(t1, t3, 0xEE);
+    const __m512 a = _mm512_shuffle_f32x4(u0, u1, 0x44), b = _mm512_shuffle_f32x4(u2, u3, 0x44);
+    const __m512 c = _mm512_shuffle_f32x4(u0, u1, 0xEE), d = _mm512_shuffle_f32x4(u2, u3, 0xEE);
+    _mm512_storeu_ps(row, _mm512_shuffle_f32x4(a, b, 0x88));
+    _mm512_storeu_ps(row + 16, _mm512_shuffle_f32x4(a, b, 0xDD));
+    _mm512_storeu_ps(row + 32, _mm512_shuffle_f32x4(c, d, 0x88));
+    _mm512_storeu_ps(row + 48, _mm512_shuffle_f32x4(c, d, 0xDD));
+}
+#else
+template <int M> inline void interleave(const float (&cols)[M][16], float* row) {
+    for (int j = 0; j < M; ++j)
+        for (int l = 0; l < 16; ++l) row[M * l + j] = cols[j][l];
+}
+#endif
+
 // U[pos] for one (oc, c) pair: G g G^T in double.
 template <int M>
 void transform_kernel(const float* g, double* u) {
@@ -131,7 +182,8 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
 #pragma omp parallel num_threads(threads)
     {
         // (1) Input transform: V[pos][c][t] = (BT d BT^T)[pos] for tile t's patch d.
-        std::vector<float> plane(static_cast<size_t>(hp * wp));
+        // + 16 * M: load_stride reads up to 16*M - 1 floats past a group's first column.
+        std::vector<float> plane(static_cast<size_t>(hp * wp + 16 * M));
 #pragma omp for schedule(static)
         for (int64_t nc = 0; nc < p.n * p.c; ++nc) {
             const int64_t n = nc / p.c, c = nc % p.c;
@@ -149,9 +201,13 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
                     #pragma GCC unroll 8
                     for (int i = 0; i < A; ++i)
                         #pragma GCC unroll 8
-                        for (int j = 0; j < A; ++j)
-#pragma omp simd
+                        for (int j = 0; j < A; ++j) {
+#if defined(__AVX512F__)
+                            _mm512_storeu_ps(d[i][j], load_stride<M>(base + i * wp + j));
+#else
                             for (int l = 0; l < L; ++l) d[i][j][l] = base[i * wp + M * l + j];
+#endif
+                        }
                     #pragma GCC unroll 8
                     for (int i = 0; i < A; ++i)
                         #pragma GCC unroll 8
@@ -252,7 +308,7 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
                         const int64_t oy = M * ty + i;
                         if (oy >= p.oh) break;
                         // The row of this tile group, interleaved: row[M*l + j] = tile l's column j.
-                        float row[M * L];
+                        float cols[M][L], row[M * L];
                         #pragma GCC unroll 8
                         for (int j = 0; j < M; ++j)
 #pragma omp simd
@@ -261,8 +317,9 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
                                 #pragma GCC unroll 8
                                 for (int k = 0; k < A; ++k)
                                     if (Tr<M>::AT[j][k] != 0) s += t[i][k][l] * Tr<M>::AT[j][k];
-                                row[M * l + j] = s;
+                                cols[j][l] = s;
                             }
+                        interleave<M>(cols, row);
                         float* dst = out_plane + oy * p.ow;
                         const float* res = res_plane ? res_plane + oy * p.ow : nullptr;
 #pragma omp simd
