@@ -47,6 +47,7 @@ Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const R
     STRATA_CHECK(options.backend == Backend::Cpu, "fused convolution runs on the cpu backend, not ",
                  backend_name(options.backend));
     const Tensor x = expect_nchw(input, "Conv2d", options);
+    expect_weights_on_backend_device({&conv_->weight()}, "Conv2d", options);  // packed from host memory
     const Conv2dParams p = conv_->params_for(x);
     check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
     Tensor y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
