@@ -199,11 +199,11 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
     {
         // (1) Input transform: V[pos][c][t] = (BT d BT^T)[pos] for tile t's patch d.
         // + 16 * M: load_stride reads up to 16*M - 1 floats past a group's first column.
-        std::vector<float> plane(static_cast<size_t>(hp * wp + 16 * M));
+        // Zeroed once: every channel copies into the same interior, so the padding stays zero.
+        std::vector<float> plane(static_cast<size_t>(hp * wp + 16 * M), 0.0f);
 #pragma omp for schedule(static)
         for (int64_t nc = 0; nc < p.n * p.c; ++nc) {
             const int64_t n = nc / p.c, c = nc % p.c;
-            std::fill(plane.begin(), plane.end(), 0.0f);
             const float* in = x + nc * p.h * p.w;
             const int64_t rows = std::min(p.h, hp - p.pad_h), cols = std::min(p.w, wp - p.pad_w);
             for (int64_t i = 0; i < rows; ++i)
