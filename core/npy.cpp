@@ -100,7 +100,14 @@ void save_npy(const Tensor& t_in, const std::string& path) {
     if (t.dim() > 1) shape.erase(shape.size() - 2);  // "(2, 3)" but "(5,)"
     else if (t.dim() == 1) shape.erase(shape.size() - 1);
     shape += ")";
-    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+    std::string bytes = npy_preamble("<f4", false, shape);
+    bytes.append(static_cast<const char*>(t.raw_data()), t.nbytes());
+    write_file_atomically(path, bytes);
+}
+
+std::string npy_preamble(const std::string& descr, bool fortran_order, const std::string& shape) {
+    std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran_order ? "True" : "False") +
+                         ", 'shape': " + shape + ", }";
     while ((10 + header.size() + 1) % 64 != 0) header += ' ';
     header += '\n';
     std::string bytes = "\x93NUMPY";
@@ -109,8 +116,7 @@ void save_npy(const Tensor& t_in, const std::string& path) {
     bytes += static_cast<char>(header.size() & 0xff);
     bytes += static_cast<char>((header.size() >> 8) & 0xff);
     bytes += header;
-    bytes.append(static_cast<const char*>(t.raw_data()), t.nbytes());
-    write_file_atomically(path, bytes);
+    return bytes;
 }
 
 }  // namespace strata

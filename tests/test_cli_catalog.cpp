@@ -72,16 +72,7 @@ bool permissions_enforced(const std::string& read_locked_file) {
 // A .npy with a header written by hand: any dtype, order and shape, and `data_bytes` bytes.
 void write_npy(const std::string& path, const std::string& descr, bool fortran, const std::string& shape,
                size_t data_bytes) {
-    std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
-                         ", 'shape': " + shape + ", }";
-    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-    header += '\n';
-    std::string bytes = "\x93NUMPY";
-    bytes += '\x01';
-    bytes += '\x00';
-    bytes += static_cast<char>(header.size() & 0xff);
-    bytes += static_cast<char>(header.size() >> 8);
-    bytes += header;
+    std::string bytes = npy_preamble(descr, fortran, shape);
     bytes.append(data_bytes, '\0');
     std::ofstream(path, std::ios::binary) << bytes;
 }
