@@ -181,14 +181,11 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
     const int64_t groups = flat ? (per_image + L - 1) / L : tiles_y * groups_x;  // per plane
     const int64_t hp = M * tiles_y + 2, wp = flat ? M * tiles_x + 2 : M * groups_x * L + 2;
     // Flat groups: lane l of group g is tile t = g*L + l (the last tile again past the end);
-    // its patch starts at plane offset flat_offs[g*L + l], its output at flat_out[...].
+    // its patch starts at plane offset flat_offs[g*L + l].
     std::vector<int32_t> flat_offs(flat ? static_cast<size_t>(groups * L) : 0);
-    std::vector<int64_t> flat_out(flat_offs.size());
     for (size_t k = 0; k < flat_offs.size(); ++k) {
         const int64_t t = std::min<int64_t>(static_cast<int64_t>(k), per_image - 1);
-        const int64_t ty = t / tiles_x, tx = t % tiles_x;
-        flat_offs[k] = static_cast<int32_t>(M * ty * wp + M * tx);
-        flat_out[k] = M * ty * p.ow + M * tx;
+        flat_offs[k] = static_cast<int32_t>(M * (t / tiles_x) * wp + M * (t % tiles_x));
     }
     const std::shared_ptr<float> V = alloc_floats(P * p.c * T);
     const std::shared_ptr<float> Mbuf = alloc_floats(P * p.oc * T + L);  // + L: group over-read
@@ -358,9 +355,9 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
                         if (flat) {  // tile by tile: M values of output row M*ty_l + i each
                             const int64_t count = std::min<int64_t>(L, per_image - t0);
                             for (int64_t l = 0; l < count; ++l) {
-                                const int64_t at = flat_out[static_cast<size_t>(t0 + l)];  // tile's top-left
                                 const int64_t ty_l = (t0 + l) / tiles_x, tx_l = (t0 + l) % tiles_x;
                                 if (M * ty_l + i >= p.oh) continue;
+                                const int64_t at = M * ty_l * p.ow + M * tx_l;  // the tile's top-left output
                                 const int64_t width = std::min<int64_t>(M, p.ow - M * tx_l);
                                 float* dst = out_plane + at + i * p.ow;
                                 const float* res = res_plane ? res_plane + at + i * p.ow : nullptr;
