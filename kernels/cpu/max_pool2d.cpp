@@ -13,6 +13,11 @@ void max_pool2d(const MaxPool2dParams& p, const float* x, float* y, int threads)
     // Separable: per output row, first the max over the window's rows (contiguous, vectorised),
     // then over the window's columns. `v > best || isnan(v)` keeps NaN as torch does; padded
     // positions are skipped (they count as -inf).
+    // Output columns [lo, hi) have their whole window inside the row.
+    const int64_t span = (p.kw - 1) * p.dil_w;
+    const int64_t lo = std::min(p.ow, (p.pad_w + p.stride_w - 1) / p.stride_w);
+    const int64_t last = p.w - 1 - span + p.pad_w;  // the window of ox fits while ox*stride_w <= last
+    const int64_t hi = std::max(lo, std::min(p.ow, last >= 0 ? last / p.stride_w + 1 : 0));
 #pragma omp parallel num_threads(threads)
     {
         std::vector<float> column_max(static_cast<size_t>(p.w));
@@ -31,13 +36,8 @@ void max_pool2d(const MaxPool2dParams& p, const float* x, float* y, int threads)
 #pragma omp simd
                     for (int64_t i = 0; i < p.w; ++i) cm[i] = (row[i] > cm[i] || std::isnan(row[i])) ? row[i] : cm[i];
                 }
-                // Columns whose whole window lies inside the row: one window tap at a time over all
-                // of them, a strided loop the compiler vectorises. The border columns below.
-                const int64_t span = (p.kw - 1) * p.dil_w;
-                const int64_t lo = std::min(p.ow, (p.pad_w + p.stride_w - 1) / p.stride_w);
-                const int64_t hi = std::max(lo, std::min(p.ow, p.w - 1 - span + p.pad_w >= 0
-                                                                   ? (p.w - 1 - span + p.pad_w) / p.stride_w + 1
-                                                                   : 0));
+                // Columns [lo, hi): one window tap at a time over all of them, a strided loop the
+                // compiler vectorises. The border columns below.
                 float* row_out = out + oy * p.ow;
                 std::fill(row_out + lo, row_out + hi, -std::numeric_limits<float>::infinity());
                 for (int64_t kx = 0; kx < p.kw; ++kx) {
