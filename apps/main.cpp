@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "bench_profile.h"
-#include "core/mapped_file.h"
+#include "io/mapped_file.h"
 #include "device_options.h"
 #include "strata.h"
 

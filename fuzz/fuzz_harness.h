@@ -6,9 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/pickle.h"
-#include "core/pth.h"
-#include "core/weights.h"
+#include "io/pickle.h"
+#include "io/pth.h"
+#include "io/weights.h"
 
 namespace strata_fuzz {
 

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "../core/mapped_file.h"
+#include "../io/mapped_file.h"
 #include "../kernels/cuda_context.h"
 #include "../kernels/layout.h"
 

@@ -1,7 +1,7 @@
 // ResNet as torchvision builds it (torchvision/models/resnet.py), module for module.
 #include "resnet.h"
 
-#include "../core/random.h"
+#include "init.h"
 #include "../layers/adaptive_avg_pool2d.h"
 #include "../layers/flatten.h"
 #include "../layers/linear.h"

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/zip_reader.h"
+#include "io/zip_reader.h"
 #include "strata.h"
 
 namespace pth_test {

@@ -1,5 +1,5 @@
 // ResNet-18 and the getter against PyTorch itself: full-size weights from the deterministic
-// generator (core/random.cpp == tools/detgen.py, checked bit for bit first), inputs and
+// generator (models/init.cpp == tools/detgen.py, checked bit for bit first), inputs and
 // torchvision's outputs from tests/fixtures/resnet18_*.safetensors (tools/make_fixtures.py).
 //
 // Tolerances, per tensor, relative to max|torch|:

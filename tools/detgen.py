@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Deterministic weights, bit-exact with strata's core/random.cpp.
+"""Deterministic weights, bit-exact with strata's models/init.cpp.
 
 Element i of the stream named `key` under `seed` (all integer arithmetic mod 2^64):
     state = seed ^ fnv1a64(key)                      (key as UTF-8 bytes)

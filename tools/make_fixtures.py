@@ -320,7 +320,7 @@ def make_resnet_fixtures(outdir):
         meta["model"] = "resnet18"
         meta["num_classes"] = "1000"
         meta["weights"] = ("detgen fill_deterministic(resnet18().state_dict(), seed) "
-                           "(tools/detgen.py = strata core/random.cpp); not stored")
+                           "(tools/detgen.py = strata models/init.cpp); not stored")
         meta["seed"] = str(RESNET_SEED)
         meta["return_layers"] = json.dumps([list(p) for p in return_layers])
         meta["outputs"] = json.dumps(list(outs.keys()))
@@ -375,7 +375,7 @@ def make_detgen_check(path, count=16):
 
 
 # --------------------------------------------------------------------------- pth (torch.save)
-# Small files written by torch.save itself, for core/pth.cpp: the zip and legacy formats, pickle
+# Small files written by torch.save itself, for io/pth.cpp: the zip and legacy formats, pickle
 # protocols 2/4/5, views with storage offsets and strides, shared storages, the checkpoint
 # layouts people save (bare state_dict; wrapped under 'state_dict', 'model' or
 # 'model_state_dict'; DataParallel's 'module.' keys) and files strata must refuse. Expected

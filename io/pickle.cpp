@@ -14,7 +14,7 @@
 #include <cstring>
 #include <limits>
 
-#include "error.h"
+#include "../core/error.h"
 
 namespace strata {
 namespace pickle {

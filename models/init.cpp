@@ -1,4 +1,4 @@
-#include "random.h"
+#include "init.h"
 
 #include <algorithm>
 #include <cmath>

@@ -3,7 +3,7 @@
 #pragma once
 #include <string>
 
-#include "tensor.h"
+#include "../core/tensor.h"
 
 namespace strata {
 

@@ -12,7 +12,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "error.h"
+#include "../core/error.h"
 
 namespace strata {
 

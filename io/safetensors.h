@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "module.h"
+#include "../core/module.h"
 
 namespace strata {
 

@@ -27,7 +27,7 @@
 #include <array>
 #include <cstring>
 
-#include "error.h"
+#include "../core/error.h"
 
 namespace strata {
 

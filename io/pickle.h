@@ -2,7 +2,7 @@
 // plain data — None, bools, ints, floats, str, bytes, tuples, lists, dicts, sets — and hands
 // everything else to a Hooks object. It never imports or calls anything by name: a global is
 // only a name the hooks accept (or refuse), and "calling" one means the hooks build a value.
-// core/pth.cpp uses it with a whitelist to read torch.save files.
+// io/pth.cpp uses it with a whitelist to read torch.save files.
 //
 // Hostile input cannot make it hang, recurse or balloon: values live in one flat arena
 // (cycles and deep nesting are just indices), strings are views into the input, and every

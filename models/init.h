@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <string>
 
-#include "module.h"
+#include "../core/module.h"
 
 namespace strata {
 
