@@ -5,6 +5,10 @@ namespace strata_cli {
 void DeviceOptions::add_to(CLI::App* command, bool bench) {
     command->add_option("--device", device_, "where to run: cpu or cuda")
         ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+    command->add_option("--backend", backend_, "which kernels: cpu (the fast CPU kernels, default with --device cpu), "
+                        "reference (kernels/reference/: the plain loops, for reading and checking; slow) or cuda "
+                        "(same as --device cuda)")
+        ->check(CLI::IsMember({"cpu", "reference", "cuda"}));
     command->add_flag("--tf32", tf32_, "cuda: allow TF32 tensor-core math (default: off, plain fp32)");
     command->add_option("--layout", layout_, "cuda: activation layout between layers: auto (NHWC with --tf32, "
                         "else NCHW), nchw or nhwc")
@@ -14,7 +18,11 @@ void DeviceOptions::add_to(CLI::App* command, bool bench) {
 }
 
 void DeviceOptions::configure(strata::RunOptions& options) {
+    if (backend_ == "cuda") device_ = "cuda";
+    STRATA_CHECK(!cuda() || backend_.empty() || backend_ == "cuda", "--backend ", backend_,
+                 " runs on the cpu; it cannot be combined with --device cuda");
     if (!cuda()) {
+        options.backend = backend_ == "reference" ? strata::Backend::Reference : strata::Backend::Cpu;
         STRATA_CHECK(!tf32_ && !graph_ && layout_ == "auto", "--tf32, --graph and --layout need --device cuda");
         return;
     }

@@ -1,4 +1,5 @@
-// The CLI's device choice: `--device cpu|cuda` (features, bench), `--tf32` and `--layout` (CUDA
+// The CLI's device choice: `--device cpu|cuda` (features, bench), `--backend cpu|reference|cuda`
+// (reference: the plain loops of kernels/reference/, to step through), `--tf32` and `--layout` (CUDA
 // math and activation layout), `--graph` (bench: replay the timed call as one CUDA graph).
 // Kept apart from main.cpp so that each subcommand only asks "configure, move, run, bring back".
 #pragma once
@@ -14,7 +15,7 @@ namespace strata_cli {
 
 class DeviceOptions {
 public:
-    // Adds --device, --tf32, --layout to `command`, and --graph when `bench`.
+    // Adds --device, --backend, --tf32, --layout to `command`, and --graph when `bench`.
     void add_to(CLI::App* command, bool bench);
 
     // Sets options.backend (and, for cuda, creates the context: a clear error when the build or
@@ -36,7 +37,7 @@ public:
     std::string note() const;
 
 private:
-    std::string device_ = "cpu", layout_ = "auto";
+    std::string device_ = "cpu", backend_, layout_ = "auto";
     bool tf32_ = false, graph_ = false;
     std::shared_ptr<strata::CudaContext> ctx_;
     std::shared_ptr<strata::CudaGraph> captured_;

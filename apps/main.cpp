@@ -1,6 +1,7 @@
 // strata: the command-line tool.
 //   strata features --model resnet18 [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors] [--threads N]
 //   strata layers   --model resnet18 [--size 224] [--all]
+//   strata bench    --model resnet18 [--batch 8] [--threads N] [--profile]
 //   strata convert  IN OUT.safetensors [--strip-prefix P]
 // --weights and convert's IN take safetensors or torch.save (.pth) files, told apart by content.
 // Any bad input or usage exits 2 with one line "error: ..." on stderr; outputs are written
@@ -115,74 +116,224 @@ std::string python_list(const strata::OrderedDict<strata::Tensor>& out) {
     return s + "]";
 }
 
+
+const char* kStripHelp = "keep only weight keys starting with this prefix, minus the prefix "
+                         "(\"module.\" is removed automatically when every key has it)";
+const char* kPackingHelp = "cpu: lean packs weights for the direct kernel only (their own size); fast also "
+                           "keeps Winograd-transformed 3x3 weights (1.8-4x their size) where Winograd is faster";
+
+strata::WeightPacking packing_from(const std::string& name) {
+    return name == "lean" ? strata::WeightPacking::Lean : strata::WeightPacking::Fast;
+}
+
+// ---- strata features ---------------------------------------------------------------------------
+struct FeaturesCommand {
+    std::string model = "resnet18", weights, input, layers = kDefaultLayers, out_path;
+    std::string packing = "lean";  // one call: Winograd's weight transform would cost more than it saves
+    strata::LoadOptions load;
+    int threads = 0;
+    strata_cli::DeviceOptions device;
+
+    CLI::App* add_to(CLI::App& app) {
+        auto* c = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
+        c->add_option("--model", model, "model name (resnet18, resnet34, resnet50, ...)");
+        c->add_option("--weights", weights, "weight file: .safetensors or torch.save .pth (format read from the content)");
+        c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
+        c->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
+        c->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
+        c->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
+        c->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
+        device.add_to(c, false);
+        c->add_option("--packing", packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
+        return c;
+    }
+
+    void run() {
+        strata::RunOptions options(strata::Backend::Cpu, threads);
+        options.packing = packing_from(packing);
+        device.configure(options);
+        const strata::ReturnLayers return_layers = parse_layers(layers);
+        if (!out_path.empty()) strata::check_writable(out_path);  // fail before the work, not after
+        std::string notes;
+        auto net = make_model(model, weights, load, notes);
+        const strata::IntermediateLayerGetter getter(*net, return_layers);
+        device.move(*net);
+        const strata::Tensor x = input.empty() ? default_input() : strata::load_npy(input);
+        STRATA_CHECK(x.dim() == 4, (input.empty() ? "input" : input), ": expected an NCHW array, got shape ",
+                     strata::shape_str(x.shape()));
+        const auto out = device.to_host(getter(device.input(x), options));
+        if (!out_path.empty()) {
+            strata::StateDict state;
+            for (const auto& [name, t] : out) state.insert(name, t);
+            strata::save(state, out_path, {{"model", model}, {"layers", layers}});
+        }
+        std::cout << python_list(out) << "\n";
+        std::cerr << notes;
+    }
+};
+
+// ---- strata bench ------------------------------------------------------------------------------
+struct BenchCommand {
+    std::string model = "resnet18", weights, layers, packing = "fast";
+    strata::LoadOptions load;
+    int threads = 0, warmup = 3, iters = 30;
+    int64_t batch = 1, size = 224;
+    bool profile = false;
+    double peak_gflops = 0;
+    strata_cli::DeviceOptions device;
+
+    CLI::App* add_to(CLI::App& app) {
+        auto* c = app.add_subcommand("bench", "time forward calls (model loaded once; only forward is timed)");
+        c->add_option("--model", model, "model name");
+        c->add_option("--weights", weights, "weight file, .safetensors or .pth (default: untrained weights)");
+        c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
+        c->add_option("--layers", layers, "child:new_name pairs (default: the full model)");
+        c->add_option("--batch", batch, "batch size")->check(kPositiveCount)->capture_default_str();
+        c->add_option("--size", size, "input height and width")->check(kPositiveCount)->capture_default_str();
+        c->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
+        c->add_option("--warmup", warmup, "untimed calls first (at least one is made: the first call, reported as first_ms)")
+            ->check(CLI::NonNegativeNumber)->capture_default_str();
+        c->add_option("--iters", iters, "timed calls")->check(kPositiveCount)->capture_default_str();
+        device.add_to(c, true);
+        c->add_option("--packing", packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
+        c->add_flag("--profile", profile, "also time the model truncated after each direct child (same warm-up and "
+                    "iterations) and report each child's time, share, GFLOP and GFLOP/s");
+        c->add_option("--peak-gflops", peak_gflops, "fp32 peak of this machine at --threads (benchmarks/fma_probe), "
+                      "for --profile's share of peak")->check(CLI::NonNegativeNumber);
+        return c;
+    }
+
+    void run() {
+        strata::RunOptions options(strata::Backend::Cpu, threads);
+        options.packing = packing_from(packing);
+        device.configure(options);
+        std::string notes;
+        double load_ms = -1;  // strata::load + load_state_dict; stays -1 without --weights
+        auto net = make_model(model, weights, load, notes, &load_ms);
+        device.move(*net);
+        const strata::Tensor x = device.input(strata::Tensor::full({batch, 3, size, size}, 0.5f));
+        std::unique_ptr<strata::IntermediateLayerGetter> getter;
+        if (!layers.empty()) getter = std::make_unique<strata::IntermediateLayerGetter>(*net, parse_layers(layers));
+        const auto call = device.timed([&] {
+            if (getter) (*getter)(x, options);
+            else net->forward(x, options);
+        });
+        auto ms_since = [](std::chrono::steady_clock::time_point t0) {
+            return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        };
+        // The first call (weight packing, first allocations) is timed alone as first_ms; it is the
+        // first warm-up call.
+        const auto first_start = std::chrono::steady_clock::now();
+        call();
+        const double first_ms = ms_since(first_start);
+        for (int i = 1; i < warmup; ++i) call();
+        std::vector<double> ms;
+        for (int i = 0; i < iters; ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            call();
+            ms.push_back(ms_since(t0));
+        }
+        const strata_cli::TimingStats stats = strata_cli::summarize(ms);
+        char load_field[32] = "null";
+        if (load_ms >= 0) std::snprintf(load_field, sizeof load_field, "%.3f", load_ms);
+        std::string profile_fields;
+        if (profile) {
+            profile_fields = ", \"peak_gflops\": " + (peak_gflops > 0 ? std::to_string(peak_gflops) : "null") +
+                             ", \"profile\": " +
+                             strata_cli::profile_children_json(*net, x, options, warmup, iters, peak_gflops);
+        }
+        std::printf("{\"model\": \"%s\", \"layers\": \"%s\", \"batch\": %lld, \"size\": %lld, "
+                    "\"threads\": %d, \"warmup\": %d, \"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
+                    "\"mean_ms\": %.3f, \"images_per_s\": %.2f, \"first_ms\": %.3f, \"load_ms\": %s%s}\n",
+                    model.c_str(), layers.empty() ? "(full model)" : layers.c_str(), static_cast<long long>(batch),
+                    static_cast<long long>(size), options.threads(), std::max(warmup, 1), iters, stats.median_ms,
+                    stats.min_ms, stats.mean_ms, 1000.0 * static_cast<double>(batch) / stats.median_ms, first_ms,
+                    load_field, profile_fields.c_str());
+        notes += device.note();  // after the calls: what the CUDA caches hold
+        std::cerr << notes;
+    }
+};
+
+// ---- strata layers -----------------------------------------------------------------------------
+struct LayersCommand {
+    std::string model = "resnet18";
+    int64_t size = 224;
+    bool all = false;
+
+    CLI::App* add_to(CLI::App& app) {
+        auto* c = app.add_subcommand("layers", "list the model's children and their output shapes");
+        c->add_option("--model", model, "model name");
+        c->add_option("--size", size, "input height and width")->check(kPositiveCount)->capture_default_str();
+        c->add_flag("--all", all, "list every module path, not only direct children");
+        return c;
+    }
+
+    void run() const {
+        auto net = strata::models::create(model);
+        if (all) {
+            for (const auto& [path, m] : net->named_modules())
+                if (!path.empty())
+                    std::cout << path << "  " << m->type_name()
+                              << (m->extra_repr().empty() ? "" : "(" + m->extra_repr() + ")") << "\n";
+            return;
+        }
+        strata::ReturnLayers every;
+        for (const auto& item : net->named_children()) every.emplace_back(item.first, item.first);
+        const strata::IntermediateLayerGetter getter(*net, every);
+        const auto out = getter(strata::Tensor::zeros({1, 3, size, size}), strata::RunOptions{});
+        for (const auto& [name, t] : out)
+            std::cout << name << "  " << net->child(name)->type_name() << "  " << strata::shape_str(t.shape()) << "\n";
+    }
+};
+
+// ---- strata convert ----------------------------------------------------------------------------
+struct ConvertCommand {
+    std::string in, out;
+    strata::LoadOptions load;
+
+    CLI::App* add_to(CLI::App& app) {
+        auto* c = app.add_subcommand("convert", "convert a weight file (.pth or .safetensors) to safetensors");
+        c->add_option("input", in, "weight file: torch.save .pth (zip or legacy) or .safetensors")->required();
+        c->add_option("output", out, "the safetensors file to write (written atomically)")->required();
+        c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
+        return c;
+    }
+
+    void run() const {
+        const std::string suffix = ".safetensors";
+        STRATA_CHECK(out.size() > suffix.size() && out.compare(out.size() - suffix.size(), suffix.size(), suffix) == 0,
+                     out, ": convert writes safetensors; name the output *.safetensors");
+        strata::Metadata metadata;
+        const strata::StateDict state = strata::load(in, load, &metadata);
+        metadata["format"] = "pt";  // what safetensors files of torch weights declare
+        metadata["converted_by"] = "strata convert";
+        strata::save(state, out, metadata);
+        int64_t values = 0;
+        for (const auto& item : state) values += item.second.numel();
+        std::cout << "wrote " << out << ": " << state.size() << " tensors, " << values << " values\n";
+    }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"strata: CNN feature extraction (torchvision's IntermediateLayerGetter) in C++"};
     app.require_subcommand(1);
+    FeaturesCommand features;
+    BenchCommand bench;
+    LayersCommand layers;
+    ConvertCommand convert;
+    CLI::App* features_cmd = features.add_to(app);
+    CLI::App* bench_cmd = bench.add_to(app);
+    CLI::App* layers_cmd = layers.add_to(app);
+    CLI::App* convert_cmd = convert.add_to(app);
 
-    std::string model_name = "resnet18", weights, input, layers = kDefaultLayers, out_path;
-    strata::LoadOptions load_options;
-    const char* kStripHelp = "keep only weight keys starting with this prefix, minus the prefix "
-                             "(\"module.\" is removed automatically when every key has it)";
-    int threads = 0;
-    int64_t size = 224;
-    bool all = false;
-
-    auto* features = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
-    features->add_option("--model", model_name, "model name (resnet18, resnet34, resnet50, ...)");
-    features->add_option("--weights", weights, "weight file: .safetensors or torch.save .pth (format read from the content)");
-    features->add_option("--strip-prefix", load_options.strip_prefix, kStripHelp);
-    features->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
-    features->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
-    features->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
-    features->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
-    strata_cli::DeviceOptions device;
-    device.add_to(features, false);
-    // One call: Winograd's weight transform would cost more than it saves, and memory.
-    std::string features_packing = "lean", bench_packing = "fast";
-    const char* kPackingHelp = "cpu: lean packs weights for the direct kernel only (their own size); fast also "
-                               "keeps Winograd-transformed 3x3 weights (1.8-4x their size) where Winograd is faster";
-    features->add_option("--packing", features_packing, kPackingHelp)
-        ->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
-
-    std::string bench_layers;
-    int64_t batch = 1;
-    int warmup = 3, iters = 30;
-    bool profile = false;
-    double peak_gflops = 0;
-    auto* bench = app.add_subcommand("bench", "time forward calls (model loaded once; only forward is timed)");
-    bench->add_option("--model", model_name, "model name");
-    bench->add_option("--weights", weights, "weight file, .safetensors or .pth (default: untrained weights)");
-    bench->add_option("--strip-prefix", load_options.strip_prefix, kStripHelp);
-    bench->add_option("--layers", bench_layers, "child:new_name pairs (default: the full model)");
-    bench->add_option("--batch", batch, "batch size")->check(kPositiveCount)->capture_default_str();
-    bench->add_option("--size", size, "input height and width")->check(kPositiveCount)->capture_default_str();
-    bench->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
-    bench->add_option("--warmup", warmup, "untimed calls first (at least one is made: the first call, reported as first_ms)")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    bench->add_option("--iters", iters, "timed calls")->check(kPositiveCount)->capture_default_str();
-    device.add_to(bench, true);
-    bench->add_option("--packing", bench_packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))
-        ->capture_default_str();
-    bench->add_flag("--profile", profile, "also time the model truncated after each direct child (same warm-up and "
-                    "iterations) and report each child's time, share, GFLOP and GFLOP/s");
-    bench->add_option("--peak-gflops", peak_gflops, "fp32 peak of this machine at --threads (benchmarks/fma_probe), "
-                      "for --profile's share of peak")->check(CLI::NonNegativeNumber);
-
-    auto* layers_cmd = app.add_subcommand("layers", "list the model's children and their output shapes");
-    layers_cmd->add_option("--model", model_name, "model name");
-    layers_cmd->add_option("--size", size, "input height and width")->check(kPositiveCount)->capture_default_str();
-    layers_cmd->add_flag("--all", all, "list every module path, not only direct children");
-
-    std::string convert_in, convert_out;
-    auto* convert = app.add_subcommand("convert", "convert a weight file (.pth or .safetensors) to safetensors");
-    convert->add_option("input", convert_in, "weight file: torch.save .pth (zip or legacy) or .safetensors")->required();
-    convert->add_option("output", convert_out, "the safetensors file to write (written atomically)")->required();
-    convert->add_option("--strip-prefix", load_options.strip_prefix, kStripHelp);
-
-    if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "features" && std::string(argv[1]) != "layers" &&
-        std::string(argv[1]) != "bench" && std::string(argv[1]) != "convert") {
+    const auto is_command = [&](const std::string& word) {
+        for (const CLI::App* c : app.get_subcommands({}))
+            if (c->get_name() == word) return true;
+        return false;
+    };
+    if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
         std::cerr << "error: unknown command '" << argv[1] << "'; commands: features, layers, bench, convert (see --help)\n";
         return 2;
     }
@@ -196,108 +347,11 @@ int main(int argc, char** argv) {
         std::cerr << "error: " << one_line(e.what()) << "\n";
         return 2;
     }
-
     try {
-        strata::RunOptions options;
-        options.num_threads = threads;
-        const std::string& packing = *bench ? bench_packing : features_packing;
-        options.packing = packing == "lean" ? strata::WeightPacking::Lean : strata::WeightPacking::Fast;
-        device.configure(options);
-        if (*features) {
-            const strata::ReturnLayers return_layers = parse_layers(layers);
-            if (!out_path.empty()) strata::check_writable(out_path);  // fail before the work, not after
-            std::string notes;
-            auto model = make_model(model_name, weights, load_options, notes);
-            const strata::IntermediateLayerGetter getter(*model, return_layers);
-            device.move(*model);
-            const strata::Tensor x = input.empty() ? default_input() : strata::load_npy(input);
-            STRATA_CHECK(x.dim() == 4, (input.empty() ? "input" : input), ": expected an NCHW array, got shape ",
-                         strata::shape_str(x.shape()));
-            const auto out = device.to_host(getter(device.input(x), options));
-            if (!out_path.empty()) {
-                strata::StateDict state;
-                for (const auto& [name, t] : out) state.insert(name, t);
-                strata::save(state, out_path, {{"model", model_name}, {"layers", layers}});
-            }
-            std::cout << python_list(out) << "\n";
-            std::cerr << notes;
-        } else if (*bench) {
-            std::string notes;
-            double load_ms = -1;  // strata::load + load_state_dict; stays -1 without --weights
-            auto model = make_model(model_name, weights, load_options, notes, &load_ms);
-            device.move(*model);
-            const strata::Tensor x = device.input(strata::Tensor::full({batch, 3, size, size}, 0.5f));
-            std::unique_ptr<strata::IntermediateLayerGetter> getter;
-            if (!bench_layers.empty())
-                getter = std::make_unique<strata::IntermediateLayerGetter>(*model, parse_layers(bench_layers));
-            const auto call = device.timed([&] {
-                if (getter) (*getter)(x, options);
-                else model->forward(x, options);
-            });
-            auto ms_since = [](std::chrono::steady_clock::time_point t0) {
-                return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-            };
-            // The first call (weight packing, first allocations) is timed alone as first_ms; it is
-            // the first warm-up call.
-            const auto first_start = std::chrono::steady_clock::now();
-            call();
-            const double first_ms = ms_since(first_start);
-            for (int i = 1; i < warmup; ++i) call();
-            std::vector<double> ms;
-            for (int i = 0; i < iters; ++i) {
-                const auto t0 = std::chrono::steady_clock::now();
-                call();
-                ms.push_back(ms_since(t0));
-            }
-            const strata_cli::TimingStats stats = strata_cli::summarize(ms);
-            char load_field[32] = "null";
-            if (load_ms >= 0) std::snprintf(load_field, sizeof load_field, "%.3f", load_ms);
-            std::string profile_fields;
-            if (profile) {
-                profile_fields = ", \"peak_gflops\": " + (peak_gflops > 0 ? std::to_string(peak_gflops) : "null") +
-                                 ", \"profile\": " +
-                                 strata_cli::profile_children_json(*model, x, options, warmup, iters, peak_gflops);
-            }
-            std::printf("{\"model\": \"%s\", \"layers\": \"%s\", \"batch\": %lld, \"size\": %lld, "
-                        "\"threads\": %d, \"warmup\": %d, \"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
-                        "\"mean_ms\": %.3f, \"images_per_s\": %.2f, \"first_ms\": %.3f, \"load_ms\": %s%s}\n",
-                        model_name.c_str(), bench_layers.empty() ? "(full model)" : bench_layers.c_str(),
-                        static_cast<long long>(batch), static_cast<long long>(size), options.threads(),
-                        std::max(warmup, 1), iters, stats.median_ms, stats.min_ms, stats.mean_ms,
-                        1000.0 * static_cast<double>(batch) / stats.median_ms, first_ms, load_field,
-                        profile_fields.c_str());
-            notes += device.note();  // after the calls: what the CUDA caches hold
-            std::cerr << notes;
-        } else if (*convert) {
-            const std::string suffix = ".safetensors";
-            STRATA_CHECK(convert_out.size() > suffix.size() &&
-                             convert_out.compare(convert_out.size() - suffix.size(), suffix.size(), suffix) == 0,
-                         convert_out, ": convert writes safetensors; name the output *.safetensors");
-            strata::Metadata metadata;
-            const strata::StateDict state = strata::load(convert_in, load_options, &metadata);
-            metadata["format"] = "pt";  // what safetensors files of torch weights declare
-            metadata["converted_by"] = "strata convert";
-            strata::save(state, convert_out, metadata);
-            int64_t values = 0;
-            for (const auto& item : state) values += item.second.numel();
-            std::cout << "wrote " << convert_out << ": " << state.size() << " tensors, " << values << " values\n";
-        } else if (*layers_cmd) {
-            auto model = strata::models::create(model_name);
-            if (all) {
-                for (const auto& [path, m] : model->named_modules())
-                    if (!path.empty())
-                        std::cout << path << "  " << m->type_name()
-                                  << (m->extra_repr().empty() ? "" : "(" + m->extra_repr() + ")") << "\n";
-            } else {
-                strata::ReturnLayers every;
-                for (const auto& item : model->named_children()) every.emplace_back(item.first, item.first);
-                const strata::IntermediateLayerGetter getter(*model, every);
-                const auto out = getter(strata::Tensor::zeros({1, 3, size, size}), options);
-                for (const auto& [name, t] : out)
-                    std::cout << name << "  " << model->child(name)->type_name() << "  "
-                              << strata::shape_str(t.shape()) << "\n";
-            }
-        }
+        if (*features_cmd) features.run();
+        else if (*bench_cmd) bench.run();
+        else if (*layers_cmd) layers.run();
+        else if (*convert_cmd) convert.run();
     } catch (const std::bad_alloc&) {
         std::cerr << "error: out of memory\n";
         return 2;
