@@ -19,4 +19,5 @@
 #include "layers/linear.h"
 #include "layers/max_pool2d.h"
 #include "layers/relu.h"
+#include "layers/sequential.h"
 #include "models/resnet.h"

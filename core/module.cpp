@@ -3,16 +3,26 @@
 
 #include <sstream>
 
-#include <atomic>
+#include "derived.h"
 
 namespace strata {
 
 namespace {
-std::atomic<uint64_t> g_weights_epoch{1};
+// Versions come from one counter, so a new version is greater than every version handed out
+// before: a value derived from several modules can be tagged with the largest of their versions.
+std::atomic<uint64_t> g_next_version{1};
+std::atomic<uint64_t> g_derived_builds{0};
+}  // namespace
+
+uint64_t Module::next_weights_version() { return g_next_version.fetch_add(1, std::memory_order_acq_rel); }
+
+void Module::notify_weights_changed() {
+    weights_version_.store(next_weights_version(), std::memory_order_release);
+    for (const auto& item : children_) item.second->notify_weights_changed();
 }
 
-uint64_t weights_epoch() { return g_weights_epoch.load(std::memory_order_acquire); }
-void notify_weights_changed() { g_weights_epoch.fetch_add(1, std::memory_order_acq_rel); }
+uint64_t derived_weight_builds() { return g_derived_builds.load(std::memory_order_relaxed); }
+void count_derived_build() { g_derived_builds.fetch_add(1, std::memory_order_relaxed); }
 
 Tensor Module::forward(const Tensor&, const RunOptions&) const {
     STRATA_FAIL(type_name(), " has no forward of its own; call its children");
@@ -203,22 +213,6 @@ std::string Module::repr() const {
     }
     os << "\n)";
     return os.str();
-}
-
-// ---- Sequential ------------------------------------------------------------------------
-
-Sequential::Sequential(std::vector<std::shared_ptr<Module>> modules) {
-    for (auto& m : modules) push_back(std::move(m));
-}
-
-void Sequential::push_back(std::shared_ptr<Module> module) {
-    add_child(std::to_string(named_children().size()), std::move(module));
-}
-
-Tensor Sequential::forward(const Tensor& x, const RunOptions& options) const {
-    Tensor y = x;
-    for (const auto& [name, child] : named_children()) y = run_child(name, *child, y, options);
-    return y;
 }
 
 }  // namespace strata

@@ -5,6 +5,7 @@
 // forward() is const: after loading, a module is read-only and may be called from many threads
 // at once. Everything a call needs (scratch memory, threads) is created per call.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,12 +31,6 @@ using StateDict = OrderedDict<Tensor>;
 //          its data pointer writes into the source's (private, copy-on-write) memory; loading
 //          again with Copy first gives each parameter memory of its own.
 enum class LoadMode { Copy, Share };
-
-// Weight caches (pre-packed, BatchNorm-folded weights) are tagged with this epoch and rebuilt
-// when it moves. load_state_dict, fill_deterministic and init_like_torchvision move it; code
-// that writes parameters through their data pointers must call notify_weights_changed().
-uint64_t weights_epoch();
-void notify_weights_changed();
 
 class Module {
 public:
@@ -86,13 +81,23 @@ public:
 
     // Moves every parameter and buffer to `device` (a copy there; the old memory is released).
     // The move is in place (Storage::move_to), so the tensor handles layers keep, and any
-    // state_dict() taken earlier, see the new memory. Moves weights_epoch(): folded and packed
+    // state_dict() taken earlier, see the new memory. Moves weights_version(): folded and packed
     // weights are rebuilt, and CUDA graphs captured before must be captured again. Not
     // concurrent with forward calls, like loading. Returns *this for chaining.
     Module& to(Device device);
 
     // A multi-line description in torch's print(model) format.
     std::string repr() const;
+
+    // Weights derived from this module's parameters (BatchNorm folded into a convolution, packed
+    // or Winograd-transformed copies) are built on first use and tagged with the versions of the
+    // modules they come from; they are rebuilt when a version moves. Versions are per module:
+    // loading one model never touches another model's derived weights. load_state_dict, to(),
+    // fill_deterministic and init_like_torchvision move them; code that writes parameters through
+    // their data pointers must call notify_weights_changed() on the module (or any ancestor).
+    uint64_t weights_version() const { return weights_version_.load(std::memory_order_acquire); }
+    // Gives this module and every module below it a new version, greater than any before.
+    void notify_weights_changed();
 
 protected:
     // Runs a child's forward so that its errors carry its path ("layer2" + ".0.conv1: ...").
@@ -106,23 +111,12 @@ private:
     OrderedDict<std::shared_ptr<Module>> children_;
     OrderedDict<Tensor> parameters_;
     OrderedDict<Tensor> buffers_;
+    std::atomic<uint64_t> weights_version_{next_weights_version()};
+    static uint64_t next_weights_version();
 };
 
-// Runs its children in order, each on the previous one's output. Children are named "0", "1", ...
-class Sequential : public Module {
-public:
-    Sequential() = default;
-    explicit Sequential(std::vector<std::shared_ptr<Module>> modules);
-    void push_back(std::shared_ptr<Module> module);
-    std::string type_name() const override { return "Sequential"; }
-    Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
-};
-
-// Holds named children; it has no forward of its own.
-class ModuleDict : public Module {
-public:
-    std::string type_name() const override { return "ModuleDict"; }
-    void insert(const std::string& name, std::shared_ptr<Module> module) { add_child(name, module); }
-};
+// How many times derived weights (folded, packed, transformed) have been built in this process.
+// A service can watch it to see that loading one model repacked only that model's layers.
+uint64_t derived_weight_builds();
 
 }  // namespace strata

@@ -1,4 +1,4 @@
-// IntermediateLayerGetter: validation, truncation and collection (shared GETTER.md, items 1-7).
+// IntermediateLayerGetter: validation, truncation and collection (docs/GETTER.md).
 #include "intermediate_layer_getter.h"
 
 #include <algorithm>
@@ -58,7 +58,7 @@ IntermediateLayerGetter::IntermediateLayerGetter(const Module& model, const Retu
     // 2. Truncation: keep children in model order up to the last requested one. With nothing
     //    requested, torchvision keeps the first child and returns nothing; so do we.
     std::set<std::string> remaining = seen_layers;
-    std::vector<SequenceRunner::Step> steps;
+    std::vector<Sequential::Step> steps;
     for (const auto& [name, child] : children) {
         std::string out_name;
         for (const auto& [layer, new_name] : return_layers)
@@ -68,7 +68,7 @@ IntermediateLayerGetter::IntermediateLayerGetter(const Module& model, const Retu
         remaining.erase(name);
         if (remaining.empty()) break;
     }
-    runner_ = std::make_unique<SequenceRunner>(std::move(steps));
+    runner_ = std::make_unique<Sequential>(std::move(steps));
 }
 
 OrderedDict<Tensor> IntermediateLayerGetter::operator()(const Tensor& x,

@@ -18,7 +18,7 @@
 #include <memory>
 
 #include "../core/module.h"
-#include "../layers/fused_conv2d.h"
+#include "../layers/sequential.h"
 
 namespace strata {
 
@@ -41,7 +41,7 @@ private:
     ReturnLayers return_layers_;
     // The kept children in order, with their adapters and new names; it fuses
     // Conv2d -> BatchNorm2d -> ReLU runs only where the intermediate outputs are not requested.
-    std::unique_ptr<SequenceRunner> runner_;
+    std::unique_ptr<Sequential> runner_;
 };
 
 }  // namespace strata

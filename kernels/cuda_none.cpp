@@ -13,7 +13,7 @@
 #include "batch_norm.h"
 #include "conv2d.h"
 #include "cuda_context.h"
-#include "elementwise.h"
+#include "relu.h"
 #include "layout.h"
 #include "linear.h"
 #include "max_pool2d.h"

@@ -68,7 +68,7 @@ Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
             CudaContext& ctx = cuda_context(options, "Conv2d");
             const bool nhwc = ctx.channels_last();
             const Tensor xl = cuda_in_layout(x, options, nhwc);
-            const Tensor w = nhwc ? *cuda_weight_nhwc_.get([&] { return cuda_weight_channels_last(weight_); }) : weight_;
+            const Tensor w = nhwc ? *cuda_weight_nhwc_.get(weights_version(), [&] { return cuda_weight_channels_last(weight_); }) : weight_;
             y = ctx.empty({p.n, p.oc, p.oh, p.ow}, nhwc);
             Conv2dEpilogue epilogue;
             epilogue.bias = b;
@@ -77,7 +77,7 @@ Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
         }
         case Backend::Cpu: {
             y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
-            const auto packed = packed_.get([&] {
+            const auto packed = packed_.get(weights_version(), [&] {
                 auto w = cpu::pack_conv2d_weight(p.oc, weight_.numel() / p.oc, p.groups, weight_.data<float>());
                 release_packed_source(weight_);
                 return w;

@@ -1,5 +1,5 @@
-// Flatten (start_dim=1, end_dim=-1 as in torch.nn.Flatten) and Identity. Both are views: no
-// data moves (a non-contiguous input is made contiguous first).
+// Flatten (start_dim=1, end_dim=-1 as in torch.nn.Flatten). A view: no data moves (a
+// non-contiguous input is made contiguous first).
 #pragma once
 #include "../core/module.h"
 
@@ -20,12 +20,6 @@ public:
 
 private:
     int64_t start_dim_, end_dim_;
-};
-
-class Identity : public Module {
-public:
-    std::string type_name() const override { return "Identity"; }
-    Tensor forward(const Tensor& x, const RunOptions&) const override { return x; }
 };
 
 }  // namespace strata

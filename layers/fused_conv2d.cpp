@@ -1,13 +1,16 @@
 #include "fused_conv2d.h"
 
+#include <algorithm>
 #include <cmath>
-#include <vector>
+#include <mutex>
 
-#include "../kernels/elementwise.h"
-#include "common.h"
+#include "../kernels/cuda_context.h"
+#include "../kernels/relu.h"
 #include "relu.h"
 
 namespace strata {
+
+bool backend_fuses(Backend backend) { return backend != Backend::Reference; }
 
 FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn, bool with_weight) {
     const auto host = [](const Tensor& t) { return t.to(Device::CPU); };
@@ -32,28 +35,72 @@ FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn, bool wit
     return f;
 }
 
-FusedConv2d::FusedConv2d(const Conv2d& conv, const BatchNorm2d* bn, bool relu)
-    : conv_(&conv), relu_(relu) {
-    FoldedConv2d folded = fold_batch_norm(conv, bn, /*with_weight=*/false);
-    scale_ = std::move(folded.scale);
-    bias_ = folded.bias;
+// The CPU's derived weights: the fold's scale and bias at once; the packed forms on first use of
+// each, since which one runs depends on the input's size and RunOptions::packing: the direct
+// kernel's, and Winograd's for m = 2 and 4 (cpu::winograd_tile_for). Once packed, the layer's own
+// weights are released (release_packed_source).
+struct FusedConv2d::CpuWeights {
+    std::vector<double> scale;  // BatchNorm's per-channel scale, applied as weights are packed
+    Tensor bias;                // folded
+    struct Packed {
+        std::mutex mutex;
+        std::shared_ptr<const cpu::PackedConv2dWeight> direct;
+        std::shared_ptr<const cpu::WinogradConv2dWeight> winograd[2];
+    };
+    std::unique_ptr<Packed> packed = std::make_unique<Packed>();  // filled on first use
+    const double* row_scale() const { return scale.empty() ? nullptr : scale.data(); }
+};
+
+// The CUDA's derived weights: folded on the host, uploaded in NCHW and NHWC order.
+struct FusedConv2d::CudaWeights {
+    Tensor weight, weight_nhwc, bias;
+};
+
+FusedConv2d::FusedConv2d(std::shared_ptr<const Conv2d> conv, std::shared_ptr<const BatchNorm2d> bn, bool relu)
+    : conv_(std::move(conv)), bn_(std::move(bn)), relu_(relu) {
+    STRATA_CHECK(conv_ != nullptr, "FusedConv2d needs a convolution");
 }
 
-FusedConv2d::FusedConv2d(FusedConv2d&& o) noexcept
-    : conv_(o.conv_), scale_(std::move(o.scale_)), bias_(std::move(o.bias_)), relu_(o.relu_),
-      direct_(std::move(o.direct_)), winograd_{std::move(o.winograd_[0]), std::move(o.winograd_[1])} {}
+// A new version is greater than all earlier ones, so the largest of the two moves whenever
+// either module's weights change (core/derived.h).
+uint64_t FusedConv2d::source_version() const {
+    return std::max(conv_->weights_version(), bn_ ? bn_->weights_version() : 0);
+}
 
-Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
-    STRATA_CHECK(options.backend == Backend::Cpu, "fused convolution runs on the cpu backend, not ",
-                 backend_name(options.backend));
+Tensor FusedConv2d::forward(const Tensor& x, const Tensor* residual, const RunOptions& options) const {
+    switch (options.backend) {
+        case Backend::Cpu: return forward_cpu(x, residual, options);
+        case Backend::Cuda: return forward_cuda(x, residual, options);
+        case Backend::Reference: break;
+    }
+    return forward_reference(x, residual, options);
+}
+
+Tensor FusedConv2d::forward_reference(const Tensor& x, const Tensor* residual, const RunOptions& options) const {
+    Tensor y = conv_->forward(x, options);
+    if (bn_) y = bn_->forward(y, options);
+    if (!residual) return relu_ ? relu(y, options) : y;
+    STRATA_CHECK(residual->shape() == y.shape(), "residual of shape ", shape_str(residual->shape()),
+                 " for an output of shape ", shape_str(y.shape()));
+    return relu_ ? add_relu(y, *residual, options) : add(y, *residual, options);
+}
+
+Tensor FusedConv2d::forward_cpu(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
     const Tensor x = expect_nchw(input, "Conv2d", options);
     expect_weights_on_backend_device({&conv_->weight()}, "Conv2d", options);  // packed from host memory
     const Conv2dParams p = conv_->params_for(x);
     check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
+    const auto w = cpu_.get(source_version(), [&] {
+        FoldedConv2d folded = fold_batch_norm(*conv_, bn_.get(), /*with_weight=*/false);
+        CpuWeights c;
+        c.scale = std::move(folded.scale);
+        c.bias = folded.bias;
+        return c;
+    });
     Tensor y = Tensor::empty({p.n, p.oc, p.oh, p.ow});
     Tensor r;
     Conv2dEpilogue e;
-    e.bias = bias_.data<float>();
+    e.bias = w->bias.data<float>();
     e.relu = relu_;
     if (residual) {
         STRATA_CHECK(residual->shape() == y.shape(), "residual of shape ", shape_str(residual->shape()),
@@ -68,15 +115,17 @@ Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const R
     const int m = winograd && options.packing == WeightPacking::Fast
                       ? cpu::winograd_tile_for(p.n, p.oh, p.ow, options.threads())
                       : 0;
+    const Tensor& source = conv_->weight();
     if (m) {
         std::shared_ptr<const cpu::WinogradConv2dWeight> packed;
         {
-            std::lock_guard<std::mutex> lock(pack_mutex_);
-            auto& slot = winograd_[m == 4 ? 1 : 0];
+            std::lock_guard<std::mutex> lock(w->packed->mutex);
+            auto& slot = w->packed->winograd[m == 4 ? 1 : 0];
             if (!slot) {
                 slot = std::make_shared<const cpu::WinogradConv2dWeight>(
-                    cpu::pack_conv2d_winograd(m, p.oc, p.c, conv_->weight().data<float>(), row_scale()));
-                release_packed_source(conv_->weight());
+                    cpu::pack_conv2d_winograd(m, p.oc, p.c, source.data<float>(), w->row_scale()));
+                release_packed_source(source);
+                count_derived_build();
             }
             packed = slot;
         }
@@ -85,73 +134,46 @@ Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const R
     }
     std::shared_ptr<const cpu::PackedConv2dWeight> packed;
     {
-        std::lock_guard<std::mutex> lock(pack_mutex_);
-        if (!direct_) {
-            const Tensor& w = conv_->weight();
-            direct_ = std::make_shared<const cpu::PackedConv2dWeight>(
-                cpu::pack_conv2d_weight(p.oc, w.numel() / p.oc, p.groups, w.data<float>(), row_scale()));
-            release_packed_source(conv_->weight());
+        std::lock_guard<std::mutex> lock(w->packed->mutex);
+        auto& slot = w->packed->direct;
+        if (!slot) {
+            slot = std::make_shared<const cpu::PackedConv2dWeight>(
+                cpu::pack_conv2d_weight(p.oc, source.numel() / p.oc, p.groups, source.data<float>(), w->row_scale()));
+            release_packed_source(source);
+            count_derived_build();
         }
-        packed = direct_;
+        packed = slot;
     }
     cpu::conv2d_packed(p, x.data<float>(), *packed, e, y.data<float>(), options.threads());
     return y;
 }
 
-SequenceRunner::SequenceRunner(std::vector<Step> steps) : steps_(std::move(steps)) {
-    for (size_t i = 0; i < steps_.size();) {
-        Group g;
-        g.first = i;
-        const auto* conv = dynamic_cast<const Conv2d*>(steps_[i].module.get());
-        const bool next_is_bn = i + 1 < steps_.size() && !steps_[i + 1].adapter &&
-                                dynamic_cast<const BatchNorm2d*>(steps_[i + 1].module.get());
-        if (conv && next_is_bn && steps_[i].out_name.empty()) {
-            g.count = 2;
-            if (i + 2 < steps_.size() && !steps_[i + 2].adapter && steps_[i + 1].out_name.empty() &&
-                dynamic_cast<const ReLU*>(steps_[i + 2].module.get()))
-                g.count = 3;
-            g.fused = std::make_unique<EpochCache<FusedConv2d>>();
-            g.fused_cuda = std::make_unique<EpochCache<CudaFusedConv2d>>();
-        }
-        i += g.count;
-        groups_.push_back(std::move(g));
+Tensor FusedConv2d::forward_cuda(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
+    const Tensor x = expect_nchw(input, "Conv2d", options);  // before folding: a wrong input fails first
+    expect_weights_on_backend_device({&conv_->weight()}, "Conv2d", options);
+    const Conv2dParams p = conv_->params_for(x);
+    check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
+    const auto w = cuda_.get(source_version(), [&] {
+        const FoldedConv2d folded = fold_batch_norm(*conv_, bn_.get());
+        return CudaWeights{folded.weight.to(Device::CUDA), cuda_weight_channels_last(folded.weight),
+                           folded.bias.to(Device::CUDA)};
+    });
+    CudaContext& ctx = cuda_context(options, "Conv2d");
+    const bool nhwc = ctx.channels_last();
+    const Tensor xl = cuda_in_layout(x, options, nhwc);
+    Tensor y = ctx.empty({p.n, p.oc, p.oh, p.ow}, nhwc);
+    Tensor r;
+    Conv2dEpilogue e;
+    e.bias = w->bias.data<float>();
+    e.relu = relu_;
+    if (residual) {
+        STRATA_CHECK(residual->shape() == y.shape(), "residual of shape ", shape_str(residual->shape()),
+                     " for an output of shape ", shape_str(y.shape()));
+        expect_on_backend_device(*residual, "Conv2d (residual)", options);
+        r = cuda_in_layout(*residual, options, nhwc);
+        e.residual = r.data<float>();
     }
-}
-
-Tensor SequenceRunner::run(const Tensor& x, const RunOptions& options, OrderedDict<Tensor>* out) const {
-    Tensor y = x;
-    for (const Group& g : groups_) {
-        if (g.fused && options.backend == Backend::Cuda) {
-            y = run_fused_cuda(g, y, options, out);
-            continue;
-        }
-        if (g.fused && options.backend == Backend::Cpu) {
-            const Step& first = steps_[g.first];
-            if (first.adapter) y = first.adapter(y);
-            try {
-                const auto fused = g.fused->get([&] {
-                    return FusedConv2d(static_cast<const Conv2d&>(*first.module),
-                                       &static_cast<const BatchNorm2d&>(*steps_[g.first + 1].module), g.count == 3);
-                });
-                y = fused->forward(y, nullptr, options);
-            } catch (...) {
-                rethrow_within(first.name);
-            }
-            const Step& last = steps_[g.first + g.count - 1];
-            if (out && !last.out_name.empty()) out->insert(last.out_name, y);
-            continue;
-        }
-        for (size_t i = g.first; i < g.first + g.count; ++i) {
-            const Step& s = steps_[i];
-            if (s.adapter) y = s.adapter(y);
-            try {
-                y = s.module->forward(y, options);
-            } catch (...) {
-                rethrow_within(s.name);
-            }
-            if (out && !s.out_name.empty()) out->insert(s.out_name, as_returned(y, options));
-        }
-    }
+    cuda::conv2d(ctx, p, xl.data<float>(), (nhwc ? w->weight_nhwc : w->weight).data<float>(), e, y.data<float>(), nhwc);
     return y;
 }
 

@@ -1,12 +1,14 @@
 #include "relu.h"
 
 #include "../kernels/cuda_context.h"
-#include "../kernels/elementwise.h"
+#include "../kernels/relu.h"
 #include "common.h"
 
 namespace strata {
 
-Tensor ReLU::forward(const Tensor& input, const RunOptions& options) const {
+Tensor ReLU::forward(const Tensor& input, const RunOptions& options) const { return relu(input, options); }
+
+Tensor relu(const Tensor& input, const RunOptions& options) {
     STRATA_CHECK(input.defined() && input.dtype() == DType::Float32,
                  "ReLU expects a float32 tensor");
     expect_on_backend_device(input, "ReLU", options);
@@ -38,7 +40,8 @@ Tensor ReLU::forward(const Tensor& input, const RunOptions& options) const {
 
 namespace strata {
 
-Tensor add_relu(const Tensor& a_in, const Tensor& b_in, const RunOptions& options) {
+namespace {
+Tensor add_then(const Tensor& a_in, const Tensor& b_in, bool relu_after, const RunOptions& options) {
     STRATA_CHECK(a_in.shape() == b_in.shape(), "residual add of shapes ", shape_str(a_in.shape()),
                  " and ", shape_str(b_in.shape()), " (strata does not broadcast)");
     expect_on_backend_device(a_in, "residual add", options);
@@ -48,13 +51,12 @@ Tensor add_relu(const Tensor& a_in, const Tensor& b_in, const RunOptions& option
         case Backend::Reference:
             a = a_in.contiguous(), b = b_in.contiguous();
             y = Tensor::empty(a.shape());
-            reference::add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), true);
+            reference::add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), relu_after);
             break;
         case Backend::Cpu:
             a = a_in.contiguous(), b = b_in.contiguous();
             y = Tensor::empty(a.shape());
-            cpu::add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), true,
-                     options.threads());
+            cpu::add(a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), relu_after, options.threads());
             break;
         case Backend::Cuda: {  // both in a's layout
             CudaContext& ctx = cuda_context(options, "residual add");
@@ -62,11 +64,16 @@ Tensor add_relu(const Tensor& a_in, const Tensor& b_in, const RunOptions& option
             a = nhwc ? a_in : a_in.contiguous();
             b = nhwc ? cuda_in_layout(b_in, options, true) : cuda_in_layout(b_in, options, false).contiguous();
             y = ctx.empty(a.shape(), nhwc);
-            cuda::add(ctx, a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), true);
+            cuda::add(ctx, a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), relu_after);
             break;
         }
     }
     return y;
 }
+
+}  // namespace
+
+Tensor add_relu(const Tensor& a, const Tensor& b, const RunOptions& options) { return add_then(a, b, true, options); }
+Tensor add(const Tensor& a, const Tensor& b, const RunOptions& options) { return add_then(a, b, false, options); }
 
 }  // namespace strata

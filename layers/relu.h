@@ -1,6 +1,6 @@
 // ReLU. `inplace` is accepted for torch compatibility and has no effect: strata never writes
 // into its input, so an output returned by the getter is never overwritten by a later ReLU
-// (torchvision's inplace ReLU does overwrite bn1's output; see shared GETTER.md item 7).
+// (torchvision's inplace ReLU does overwrite bn1's output; see docs/GETTER.md).
 #pragma once
 #include "../core/module.h"
 
@@ -20,6 +20,10 @@ private:
 }  // namespace strata
 
 namespace strata {
+// max(x, 0) on the backend's device (what ReLU::forward runs).
+Tensor relu(const Tensor& x, const RunOptions& options);
 // relu(a + b): the join at the end of a residual block. Shapes must be equal (no broadcasting).
 Tensor add_relu(const Tensor& a, const Tensor& b, const RunOptions& options);
+// a + b, the same without the ReLU.
+Tensor add(const Tensor& a, const Tensor& b, const RunOptions& options);
 }  // namespace strata

@@ -95,7 +95,7 @@ void fill_deterministic(Module& model, uint64_t seed) {
             STRATA_FAIL("fill_deterministic: no rule for '", key, "'");
         }
     }
-    notify_weights_changed();
+    model.notify_weights_changed();
 }
 
 void init_like_torchvision(Module& model, uint64_t seed) {
@@ -130,7 +130,7 @@ void init_like_torchvision(Module& model, uint64_t seed) {
             STRATA_FAIL("init_like_torchvision: no rule for '", key, "'");
         }
     }
-    notify_weights_changed();
+    model.notify_weights_changed();
 }
 
 }  // namespace strata

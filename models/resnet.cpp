@@ -11,22 +11,14 @@
 namespace strata {
 namespace models {
 
-BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride,
-                       std::shared_ptr<Module> downsample) {
-    conv1_ = register_module("conv1", std::make_shared<Conv2d>(inplanes, planes, 3, stride, 1, 1, 1, false));
-    bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
-    relu_ = register_module("relu", std::make_shared<ReLU>(true));
-    conv2_ = register_module("conv2", std::make_shared<Conv2d>(planes, planes, 3, 1, 1, 1, 1, false));
-    bn2_ = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
-    if (downsample) downsample_ = register_module("downsample", std::move(downsample));
-}
-
 namespace {
 
-// A block's fused form runs a FusedConv2d (or CudaFusedConv2d); its errors carry the
-// convolution's name.
-template <typename Fused>
-Tensor run_fused(const char* name, const Fused& f, const Tensor& x, const Tensor* residual,
+std::shared_ptr<Conv2d> conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+    return std::make_shared<Conv2d>(Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+}
+
+// A fused convolution's errors carry the convolution's name, as the unfused child's would.
+Tensor run_fused(const char* name, const FusedConv2d& f, const Tensor& x, const Tensor* residual,
                  const RunOptions& o) {
     try {
         return f.forward(x, residual, o);
@@ -35,48 +27,30 @@ Tensor run_fused(const char* name, const Fused& f, const Tensor& x, const Tensor
     }
 }
 
-// downsample = Sequential(Conv2d, BatchNorm2d), folded into one FusedConv2d (or CudaFusedConv2d).
-template <typename Fused = FusedConv2d>
-std::unique_ptr<Fused> fuse_downsample(const std::shared_ptr<Module>& downsample) {
-    if (!downsample) return nullptr;
-    const auto* conv = dynamic_cast<const Conv2d*>(downsample->child("0").get());
-    const auto* bn = dynamic_cast<const BatchNorm2d*>(downsample->child("1").get());
-    STRATA_CHECK(conv && bn, "downsample must be Sequential(Conv2d, BatchNorm2d)");
-    return std::make_unique<Fused>(*conv, bn, false);
-}
-
 }  // namespace
 
-struct BasicBlock::Fused {
-    FusedConv2d c1, c2;
-    std::unique_ptr<FusedConv2d> down;
-};
-
-struct BasicBlock::FusedCuda {
-    CudaFusedConv2d c1, c2;
-    std::unique_ptr<CudaFusedConv2d> down;
-};
+BasicBlock::BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample)
+    : conv1_(conv(inplanes, planes, 3, stride)),
+      conv2_(conv(planes, planes, 3, 1)),
+      bn1_(std::make_shared<BatchNorm2d>(planes)),
+      bn2_(std::make_shared<BatchNorm2d>(planes)),
+      relu_(std::make_shared<ReLU>(true)),
+      fused1_(conv1_, bn1_, true),
+      fused2_(conv2_, bn2_, true) {
+    // Registered in torchvision's order: state_dict keys and their order match its files.
+    register_module("conv1", conv1_);
+    register_module("bn1", bn1_);
+    register_module("relu", relu_);
+    register_module("conv2", conv2_);
+    register_module("bn2", bn2_);
+    if (downsample) downsample_ = register_module("downsample", std::move(downsample));
+}
 
 Tensor BasicBlock::forward(const Tensor& x, const RunOptions& o) const {
-    if (o.backend == Backend::Cuda) {  // as below, each convolution one cuDNN call
-        expect_nchw(x, "BasicBlock", o);
-        const auto f = fused_cuda_.get([&] {
-            return FusedCuda{CudaFusedConv2d(*conv1_, bn1_.get(), true), CudaFusedConv2d(*conv2_, bn2_.get(), true),
-                             fuse_downsample<CudaFusedConv2d>(downsample_)};
-        });
-        const Tensor t = run_fused("conv1", f->c1, x, nullptr, o);
-        const Tensor identity = f->down ? run_fused("downsample.0", *f->down, x, nullptr, o) : x;
-        return run_fused("conv2", f->c2, t, &identity, o);
-    }
-    if (o.backend == Backend::Cpu) {
-        // relu(bn2(conv2(relu(bn1(conv1(x))))) + identity) as three fused convolutions.
-        const auto f = fused_.get([&] {
-            return Fused{FusedConv2d(*conv1_, bn1_.get(), true), FusedConv2d(*conv2_, bn2_.get(), true),
-                         fuse_downsample(downsample_)};
-        });
-        const Tensor t = run_fused("conv1", f->c1, x, nullptr, o);
-        const Tensor identity = f->down ? run_fused("downsample.0", *f->down, x, nullptr, o) : x;
-        return run_fused("conv2", f->c2, t, &identity, o);
+    if (backend_fuses(o.backend)) {  // the lines below as two fused convolutions
+        const Tensor out = run_fused("conv1", fused1_, x, nullptr, o);
+        const Tensor identity = downsample_ ? run_child("downsample", *downsample_, x, o) : x;
+        return run_fused("conv2", fused2_, out, &identity, o);
     }
     Tensor out = run_child("conv1", *conv1_, x, o);
     out = run_child("bn1", *bn1_, out, o);
@@ -87,49 +61,33 @@ Tensor BasicBlock::forward(const Tensor& x, const RunOptions& o) const {
     return add_relu(out, identity, o);
 }
 
-Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride,
-                       std::shared_ptr<Module> downsample) {
-    conv1_ = register_module("conv1", std::make_shared<Conv2d>(inplanes, planes, 1, 1, 0, 1, 1, false));
-    bn1_ = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
-    conv2_ = register_module("conv2", std::make_shared<Conv2d>(planes, planes, 3, stride, 1, 1, 1, false));
-    bn2_ = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
-    conv3_ = register_module("conv3", std::make_shared<Conv2d>(planes, planes * expansion, 1, 1, 0, 1, 1, false));
-    bn3_ = register_module("bn3", std::make_shared<BatchNorm2d>(planes * expansion));
-    relu_ = register_module("relu", std::make_shared<ReLU>(true));
+Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample)
+    : conv1_(conv(inplanes, planes, 1, 1)),
+      conv2_(conv(planes, planes, 3, stride)),
+      conv3_(conv(planes, planes * expansion, 1, 1)),
+      bn1_(std::make_shared<BatchNorm2d>(planes)),
+      bn2_(std::make_shared<BatchNorm2d>(planes)),
+      bn3_(std::make_shared<BatchNorm2d>(planes * expansion)),
+      relu_(std::make_shared<ReLU>(true)),
+      fused1_(conv1_, bn1_, true),
+      fused2_(conv2_, bn2_, true),
+      fused3_(conv3_, bn3_, true) {
+    register_module("conv1", conv1_);  // in torchvision's order, as above
+    register_module("bn1", bn1_);
+    register_module("conv2", conv2_);
+    register_module("bn2", bn2_);
+    register_module("conv3", conv3_);
+    register_module("bn3", bn3_);
+    register_module("relu", relu_);
     if (downsample) downsample_ = register_module("downsample", std::move(downsample));
 }
 
-struct Bottleneck::Fused {
-    FusedConv2d c1, c2, c3;
-    std::unique_ptr<FusedConv2d> down;
-};
-
-struct Bottleneck::FusedCuda {
-    CudaFusedConv2d c1, c2, c3;
-    std::unique_ptr<CudaFusedConv2d> down;
-};
-
 Tensor Bottleneck::forward(const Tensor& x, const RunOptions& o) const {
-    if (o.backend == Backend::Cuda) {
-        expect_nchw(x, "Bottleneck", o);
-        const auto f = fused_cuda_.get([&] {
-            return FusedCuda{CudaFusedConv2d(*conv1_, bn1_.get(), true), CudaFusedConv2d(*conv2_, bn2_.get(), true),
-                             CudaFusedConv2d(*conv3_, bn3_.get(), true), fuse_downsample<CudaFusedConv2d>(downsample_)};
-        });
-        Tensor t = run_fused("conv1", f->c1, x, nullptr, o);
-        t = run_fused("conv2", f->c2, t, nullptr, o);
-        const Tensor identity = f->down ? run_fused("downsample.0", *f->down, x, nullptr, o) : x;
-        return run_fused("conv3", f->c3, t, &identity, o);
-    }
-    if (o.backend == Backend::Cpu) {
-        const auto f = fused_.get([&] {
-            return Fused{FusedConv2d(*conv1_, bn1_.get(), true), FusedConv2d(*conv2_, bn2_.get(), true),
-                         FusedConv2d(*conv3_, bn3_.get(), true), fuse_downsample(downsample_)};
-        });
-        Tensor t = run_fused("conv1", f->c1, x, nullptr, o);
-        t = run_fused("conv2", f->c2, t, nullptr, o);
-        const Tensor identity = f->down ? run_fused("downsample.0", *f->down, x, nullptr, o) : x;
-        return run_fused("conv3", f->c3, t, &identity, o);
+    if (backend_fuses(o.backend)) {  // the lines below as three fused convolutions
+        Tensor out = run_fused("conv1", fused1_, x, nullptr, o);
+        out = run_fused("conv2", fused2_, out, nullptr, o);
+        const Tensor identity = downsample_ ? run_child("downsample", *downsample_, x, o) : x;
+        return run_fused("conv3", fused3_, out, &identity, o);
     }
     Tensor out = run_child("conv1", *conv1_, x, o);
     out = run_child("bn1", *bn1_, out, o);
@@ -152,8 +110,7 @@ std::shared_ptr<Sequential> make_layer(BlockKind kind, int64_t& inplanes, int64_
     std::shared_ptr<Module> downsample;
     if (stride != 1 || inplanes != planes * expansion) {
         downsample = std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
-            std::make_shared<Conv2d>(inplanes, planes * expansion, 1, stride, 0, 1, 1, false),
-            std::make_shared<BatchNorm2d>(planes * expansion)});
+            conv(inplanes, planes * expansion, 1, stride), std::make_shared<BatchNorm2d>(planes * expansion)});
     }
     auto layer = std::make_shared<Sequential>();
     for (int64_t i = 0; i < blocks; ++i) {
@@ -173,7 +130,7 @@ ResNet::ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes
     STRATA_CHECK(layers.size() == 4, "ResNet needs 4 stage depths, got ", layers.size());
     STRATA_CHECK(num_classes > 0, "ResNet: num_classes must be positive, got ", num_classes);
     int64_t inplanes = 64;
-    register_module("conv1", std::make_shared<Conv2d>(3, 64, 7, 2, 3, 1, 1, false));
+    register_module("conv1", conv(3, 64, 7, 2));
     register_module("bn1", std::make_shared<BatchNorm2d>(64));
     register_module("relu", std::make_shared<ReLU>(true));
     register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 1));
@@ -183,10 +140,10 @@ ResNet::ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes
     register_module("layer4", make_layer(block, inplanes, 512, layers[3], 2));
     register_module("avgpool", std::make_shared<AdaptiveAvgPool2d>(Size2(1, 1)));
     register_module("fc", std::make_shared<Linear>(inplanes, num_classes));
-    std::vector<SequenceRunner::Step> steps;
+    std::vector<Sequential::Step> steps;
     for (const auto& [name, child] : named_children())
         steps.push_back({name, child, child_input_adapter(name), ""});
-    runner_ = std::make_unique<SequenceRunner>(std::move(steps));
+    body_ = std::make_unique<Sequential>(std::move(steps));
 }
 
 Module::InputAdapter ResNet::child_input_adapter(const std::string& child_name) const {
@@ -196,7 +153,7 @@ Module::InputAdapter ResNet::child_input_adapter(const std::string& child_name) 
 }
 
 Tensor ResNet::forward(const Tensor& x, const RunOptions& options) const {
-    return as_returned(runner_->run(x, options, nullptr), options);
+    return as_returned(body_->run(x, options, nullptr), options);
 }
 
 namespace {

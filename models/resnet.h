@@ -13,6 +13,7 @@
 #include "../layers/batch_norm2d.h"
 #include "../layers/conv2d.h"
 #include "../layers/fused_conv2d.h"
+#include "../layers/sequential.h"
 
 namespace strata {
 namespace models {
@@ -26,13 +27,11 @@ public:
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
 
 private:
-    struct Fused;      // conv1+bn1+relu, conv2+bn2+add+relu, downsample conv+bn
-    struct FusedCuda;  // the same three on the CUDA backend
     std::shared_ptr<Conv2d> conv1_, conv2_;
     std::shared_ptr<BatchNorm2d> bn1_, bn2_;
     std::shared_ptr<Module> relu_, downsample_;
-    EpochCache<Fused> fused_;
-    EpochCache<FusedCuda> fused_cuda_;
+    // The fused form, where the backend fuses: conv1+bn1+relu, conv2+bn2+residual+relu.
+    FusedConv2d fused1_, fused2_;
 };
 
 // 1x1 -> 3x3 (stride here, torchvision's "ResNet v1.5") -> 1x1 (x4 channels), + identity
@@ -44,13 +43,11 @@ public:
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
 
 private:
-    struct Fused;
-    struct FusedCuda;
     std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
     std::shared_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
     std::shared_ptr<Module> relu_, downsample_;
-    EpochCache<Fused> fused_;
-    EpochCache<FusedCuda> fused_cuda_;
+    // The fused form: conv1+bn1+relu, conv2+bn2+relu, conv3+bn3+residual+relu.
+    FusedConv2d fused1_, fused2_, fused3_;
 };
 
 enum class BlockKind { Basic, Bottleneck };
@@ -63,7 +60,7 @@ public:
     InputAdapter child_input_adapter(const std::string& child_name) const override;
 
 private:
-    std::unique_ptr<SequenceRunner> runner_;  // the children in order, stem conv+bn+relu fused
+    std::unique_ptr<Sequential> body_;  // runs the children in order (the stem conv+bn+relu fused)
 };
 
 // How a model's parameters start.

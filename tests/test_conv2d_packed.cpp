@@ -8,7 +8,7 @@
 #include <random>
 
 #include "kernels/conv2d.h"
-#include "kernels/elementwise.h"
+#include "kernels/relu.h"
 #include "test_util.h"
 
 using namespace strata;

@@ -54,7 +54,7 @@ void fill_parameters(Module& m, const std::string& key) {
         const bool var = name.find("running_var") != std::string::npos;
         Tensor(t).copy_from(random_tensor(t.shape(), key + "." + name, var ? 0.5 : -1.0, var ? 2.0 : 1.0));
     }
-    notify_weights_changed();
+    m.notify_weights_changed();
 }
 
 // The module on the reference backend (CPU), then moved to the device and run there on the same

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "kernels/elementwise.h"
+#include "kernels/relu.h"
 #include "test_util.h"
 
 using namespace strata;

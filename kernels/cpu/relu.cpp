@@ -1,5 +1,5 @@
 // CPU elementwise ops: OpenMP over chunks, SIMD inside. `v < 0 ? 0 : v` keeps NaN like torch.
-#include "../elementwise.h"
+#include "../relu.h"
 
 #include <cstring>
 

@@ -1,5 +1,5 @@
 // Reference elementwise ops. torch.relu keeps NaN (NaN > 0 is false, but relu(NaN) is NaN).
-#include "../elementwise.h"
+#include "../relu.h"
 
 #include <cmath>
 

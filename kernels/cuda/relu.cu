@@ -1,5 +1,5 @@
 // Elementwise CUDA kernels: relu and the residual add (+ relu). torch.relu keeps NaN.
-#include "../elementwise.h"
+#include "../relu.h"
 #include "context.cuh"
 
 namespace strata {
