@@ -4,9 +4,13 @@
 // All tensors contiguous float32 NCHW (cuda::conv2d: NCHW or NHWC, device memory).
 //   reference::conv2d  the readable spec (direct loops, double accumulation)
 //   cpu::conv2d        im2col + Eigen GEMM, for one-off calls with unpacked weights
+//                      (kernels/cpu/conv2d_im2col.cpp)
 //   cpu::conv2d_packed the fast path: weights packed once (pack_conv2d_weight), an AVX-512
 //                      register-blocked GEMM microkernel that reads stride-1 inputs in place
-//                      (no im2col), and a fused epilogue: + bias, + residual, ReLU.
+//                      (no im2col), and a fused epilogue: + bias, + residual, ReLU
+//                      (kernels/cpu/conv2d_direct.cpp)
+//   cpu::conv2d_winograd  3x3 stride-1 convolutions by Winograd's F(2,3)/F(4,3)
+//                      (kernels/cpu/conv2d_winograd.cpp)
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -20,7 +24,13 @@ struct Conv2dParams {
     int64_t oh, ow;           // output size, from compute_output_size()
 
     // Fills oh/ow; false when the (padded, dilated) kernel does not fit in the input.
-    bool compute_output_size();
+    bool compute_output_size() {
+        const int64_t eff_kh = dil_h * (kh - 1) + 1, eff_kw = dil_w * (kw - 1) + 1;
+        if (h + 2 * pad_h < eff_kh || w + 2 * pad_w < eff_kw) return false;
+        oh = (h + 2 * pad_h - eff_kh) / stride_h + 1;
+        ow = (w + 2 * pad_w - eff_kw) / stride_w + 1;
+        return true;
+    }
 };
 
 // What happens to each output value after the sum: y = relu?(sum + bias[o] + residual[n,o,i,j]).

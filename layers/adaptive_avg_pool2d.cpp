@@ -2,6 +2,8 @@
 
 #include "../kernels/adaptive_avg_pool2d.h"
 #include "../kernels/cuda_context.h"
+#include "checks.h"
+#include "placement.h"
 
 namespace strata {
 

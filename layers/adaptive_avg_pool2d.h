@@ -1,7 +1,7 @@
 // AdaptiveAvgPool2d with torch.nn.AdaptiveAvgPool2d's output_size.
 #pragma once
 #include "../core/module.h"
-#include "common.h"
+#include "size2.h"
 
 namespace strata {
 

@@ -4,7 +4,8 @@
 
 #include "../kernels/batch_norm.h"
 #include "../kernels/cuda_context.h"
-#include "common.h"
+#include "checks.h"
+#include "placement.h"
 
 namespace strata {
 

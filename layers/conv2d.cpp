@@ -3,6 +3,8 @@
 
 #include "../kernels/conv2d.h"
 #include "../kernels/cuda_context.h"
+#include "checks.h"
+#include "placement.h"
 
 namespace strata {
 

@@ -6,7 +6,7 @@
 #include "../core/derived.h"
 #include "../core/module.h"
 #include "../kernels/conv2d.h"
-#include "common.h"
+#include "size2.h"
 
 namespace strata {
 

@@ -7,6 +7,8 @@
 #include "../kernels/cuda_context.h"
 #include "../kernels/relu.h"
 #include "relu.h"
+#include "checks.h"
+#include "placement.h"
 
 namespace strata {
 

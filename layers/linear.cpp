@@ -2,7 +2,8 @@
 
 #include "../kernels/cuda_context.h"
 #include "../kernels/linear.h"
-#include "common.h"
+#include "checks.h"
+#include "placement.h"
 
 namespace strata {
 

@@ -2,6 +2,8 @@
 
 #include "../kernels/cuda_context.h"
 #include "../kernels/max_pool2d.h"
+#include "checks.h"
+#include "placement.h"
 
 namespace strata {
 

@@ -1,7 +1,7 @@
 // MaxPool2d with torch.nn.MaxPool2d's arguments (stride defaults to kernel_size).
 #pragma once
 #include "../core/module.h"
-#include "common.h"
+#include "size2.h"
 
 namespace strata {
 

@@ -1,6 +1,8 @@
 #include "sequential.h"
 
+#include "placement.h"
 #include "relu.h"
+#include "placement.h"
 
 namespace strata {
 

@@ -6,6 +6,7 @@
 #include "../layers/flatten.h"
 #include "../layers/linear.h"
 #include "../layers/max_pool2d.h"
+#include "../layers/placement.h"
 #include "../layers/relu.h"
 
 namespace strata {

@@ -1,6 +1,6 @@
 // Max pooling on CUDA: one thread per output element scans its window, as the reference does
 // (padding never wins, NaN propagates). torch's ceil_mode and dilation rules are in
-// MaxPool2dParams::compute_output_size, shared with the CPU.
+// MaxPool2dParams::compute_output_size (kernels/max_pool2d.h), shared with the CPU.
 #include <cfloat>
 
 #include "../max_pool2d.h"

@@ -4,15 +4,6 @@
 
 namespace strata {
 
-bool Conv2dParams::compute_output_size() {
-    const int64_t eff_kh = dil_h * (kh - 1) + 1;
-    const int64_t eff_kw = dil_w * (kw - 1) + 1;
-    if (h + 2 * pad_h < eff_kh || w + 2 * pad_w < eff_kw) return false;
-    oh = (h + 2 * pad_h - eff_kh) / stride_h + 1;
-    ow = (w + 2 * pad_w - eff_kw) / stride_w + 1;
-    return true;
-}
-
 namespace reference {
 
 void conv2d(const Conv2dParams& p, const float* x, const float* weight, const float* bias, float* y) {

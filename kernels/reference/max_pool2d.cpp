@@ -6,21 +6,6 @@
 
 namespace strata {
 
-static int64_t pooled_size(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t dil, bool ceil_mode) {
-    const int64_t span = in + 2 * pad - dil * (k - 1) - 1;
-    if (span < 0) return 0;
-    int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
-    // torch: the last window must start inside the input or the left padding.
-    if (ceil_mode && (out - 1) * s >= in + pad) --out;
-    return out;
-}
-
-bool MaxPool2dParams::compute_output_size() {
-    oh = pooled_size(h, kh, stride_h, pad_h, dil_h, ceil_mode);
-    ow = pooled_size(w, kw, stride_w, pad_w, dil_w, ceil_mode);
-    return oh > 0 && ow > 0;
-}
-
 namespace reference {
 
 void max_pool2d(const MaxPool2dParams& p, const float* x, float* y) {

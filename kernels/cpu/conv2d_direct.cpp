@@ -1,181 +1,7 @@
-// CPU convolution as im2col + GEMM (Eigen, single-threaded per call; OpenMP splits the work).
-// Per image n and group g:   Y_g[ocg, oh*ow] = W_g[ocg, cg*kh*kw] * col[cg*kh*kw, oh*ow]
-// A 1x1, stride-1, unpadded convolution needs no im2col: the input plane is already `col`.
-#include "../conv2d.h"
-
-#include <Eigen/Core>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#include <algorithm>
-#include <vector>
-
-namespace strata {
-namespace cpu {
-
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstRowMap = Eigen::Map<const RowMatrix>;
-using RowMap = Eigen::Map<RowMatrix>;
-
-namespace {
-
-bool is_pointwise(const Conv2dParams& p) {
-    return p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
-           p.pad_w == 0;
-}
-
-// Rows [k0, k1) and columns [j0, j1) of col[cg*kh*kw, oh*ow] for the channels of one group of
-// one image: row k is written at col + k*ld, column j at offset j - j0 in it.
-// x_group: [cg, h, w]
-void im2col_block(const Conv2dParams& p, const float* x_group, int64_t k0, int64_t k1, int64_t j0, int64_t j1,
-                  float* col, int64_t ld) {
-    for (int64_t k = k0; k < k1; ++k) {
-        const int64_t kx = k % p.kw;
-        const int64_t ky = (k / p.kw) % p.kh;
-        const int64_t ci = k / (p.kw * p.kh);
-        const float* plane = x_group + ci * p.h * p.w;
-        float* row = col + k * ld - j0;
-        for (int64_t j = j0; j < j1;) {  // one output row's run of columns at a time
-            const int64_t oy = j / p.ow, ox0 = j % p.ow, count = std::min(p.ow - ox0, j1 - j);
-            const int64_t iy = oy * p.stride_h - p.pad_h + ky * p.dil_h;
-            float* out = row + j;
-            if (iy < 0 || iy >= p.h) {
-                std::fill(out, out + count, 0.0f);
-            } else {
-                // ix = x0 + t*stride_w: zeros where ix falls outside the row, a plain strided
-                // copy (which the compiler vectorises) in between.
-                const float* in = plane + iy * p.w;
-                const int64_t sw = p.stride_w, x0 = ox0 * sw - p.pad_w + kx * p.dil_w;
-                const int64_t lo = std::min(count, x0 >= 0 ? 0 : (-x0 + sw - 1) / sw);
-                const int64_t hi = std::max(lo, std::min(count, x0 >= p.w ? 0 : (p.w - x0 + sw - 1) / sw));
-                std::fill(out, out + lo, 0.0f);
-                const float* src = in + x0;
-                int64_t t = lo;
-#if defined(__AVX512F__)
-                if (sw == 2) {  // the stem and downsampling convolutions: the even lanes of 32
-                    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-                    for (; t + 16 <= hi; t += 16) {
-                        const __m512 a = _mm512_loadu_ps(src + 2 * t);
-                        // lane 15 of the second load (src[2t + 31]) is not used and may be past
-                        // the plane's end: masked off.
-                        const __m512 b = _mm512_maskz_loadu_ps(0x7fff, src + 2 * t + 16);
-                        _mm512_storeu_ps(out + t, _mm512_permutex2var_ps(a, even, b));
-                    }
-                }
-#endif
-                for (; t < hi; ++t) out[t] = src[t * sw];
-                std::fill(out + hi, out + count, 0.0f);
-            }
-            j += count;
-        }
-    }
-}
-
-void im2col_rows(const Conv2dParams& p, const float* x_group, float* col, int64_t k0, int64_t k1) {
-    im2col_block(p, x_group, k0, k1, 0, p.oh * p.ow, col, p.oh * p.ow);
-}
-
-// y_group[ocg, npix] = w_group[ocg, K] * col[K, npix] (+ bias), columns [j0, j1) only.
-void gemm_columns(const float* w_group, const float* col, const float* bias, float* y_group,
-                  int64_t ocg, int64_t K, int64_t npix, int64_t j0, int64_t j1) {
-    if (j1 <= j0) return;
-    ConstRowMap W(w_group, ocg, K);
-    Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> C(col + j0, K, j1 - j0,
-                                                           Eigen::OuterStride<>(npix));
-    Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> Y(y_group + j0, ocg, j1 - j0,
-                                                     Eigen::OuterStride<>(npix));
-    Y.noalias() = W * C;
-    if (bias)
-        for (int64_t o = 0; o < ocg; ++o) Y.row(o).array() += bias[o];
-}
-
-// Rows [o0, o1) of the same product.
-void gemm_rows(const float* w_group, const float* col, const float* bias, float* y_group,
-               int64_t K, int64_t npix, int64_t o0, int64_t o1) {
-    if (o1 <= o0) return;
-    ConstRowMap W(w_group + o0 * K, o1 - o0, K);
-    ConstRowMap C(col, K, npix);
-    RowMap Y(y_group + o0 * npix, o1 - o0, npix);
-    Y.noalias() = W * C;
-    if (bias)
-        for (int64_t o = o0; o < o1; ++o) Y.row(o - o0).array() += bias[o];
-}
-
-}  // namespace
-
-void conv2d(const Conv2dParams& p, const float* x, const float* weight, const float* bias, float* y,
-            int threads) {
-    const int64_t cg = p.c / p.groups;
-    const int64_t ocg = p.oc / p.groups;
-    const int64_t K = cg * p.kh * p.kw;
-    const int64_t npix = p.oh * p.ow;
-    const bool pointwise = is_pointwise(p);
-    const int64_t items = p.n * p.groups;  // independent (image, group) products
-
-    if (items >= threads) {
-        // Enough independent products: one per thread at a time, each with its own buffer.
-#pragma omp parallel num_threads(threads)
-        {
-            std::vector<float> col(pointwise ? 0 : static_cast<size_t>(K * npix));
-#pragma omp for schedule(static)
-            for (int64_t item = 0; item < items; ++item) {
-                const int64_t n = item / p.groups, g = item % p.groups;
-                const float* x_group = x + (n * p.c + g * cg) * p.h * p.w;
-                const float* c = x_group;
-                if (!pointwise) {
-                    im2col_rows(p, x_group, col.data(), 0, K);
-                    c = col.data();
-                }
-                gemm_rows(weight + g * ocg * K, c, bias ? bias + g * ocg : nullptr,
-                          y + (n * p.oc + g * ocg) * npix, K, npix, 0, ocg);
-            }
-        }
-        return;
-    }
-
-    // Few products (batch 1): split each one across the threads.
-    std::vector<float> col(pointwise ? 0 : static_cast<size_t>(K * npix));
-    for (int64_t item = 0; item < items; ++item) {
-        const int64_t n = item / p.groups, g = item % p.groups;
-        const float* x_group = x + (n * p.c + g * cg) * p.h * p.w;
-        const float* w_group = weight + g * ocg * K;
-        const float* b_group = bias ? bias + g * ocg : nullptr;
-        float* y_group = y + (n * p.oc + g * ocg) * npix;
-        const float* c = pointwise ? x_group : col.data();
-        // Split the wider side of the output; keep column blocks a multiple of 16 floats.
-        const bool by_columns = npix >= ocg;
-#pragma omp parallel num_threads(threads)
-        {
-            int t = 0, nt = 1;
-#ifdef _OPENMP
-            t = omp_get_thread_num();
-            nt = omp_get_num_threads();
-#endif
-            if (!pointwise) {
-                const int64_t k0 = K * t / nt, k1 = K * (t + 1) / nt;
-                im2col_rows(p, x_group, col.data(), k0, k1);
-#pragma omp barrier
-            }
-            if (by_columns) {
-                const int64_t chunk = ((npix + nt - 1) / nt + 15) / 16 * 16;
-                const int64_t j0 = std::min(npix, chunk * t), j1 = std::min(npix, chunk * (t + 1));
-                gemm_columns(w_group, c, b_group, y_group, ocg, K, npix, j0, j1);
-            } else {
-                const int64_t o0 = ocg * t / nt, o1 = ocg * (t + 1) / nt;
-                gemm_rows(w_group, c, b_group, y_group, K, npix, o0, o1);
-            }
-        }
-    }
-}
-
-}  // namespace cpu
-}  // namespace strata
-
-// =========================================================================================
-// The fast path: packed weights + AVX-512 microkernel + fused epilogue.
+// cpu::conv2d_packed, the fast path: packed weights + AVX-512 microkernel + fused epilogue.
+// When it runs: every convolution of a model on the CPU backend that Winograd does not take
+// (conv2d_winograd.cpp), with weights packed once by pack_conv2d_weight. Its readable twin is
+// reference::conv2d; tests/test_conv2d_packed.cpp compares them over many shapes.
 //
 // Per image and group the convolution is a GEMM  Y[oc, j] = sum_k A[oc, k] * B[k, j]  where
 // k runs over (input channel, ky, kx). Instead of materialising B (im2col), each row k of B is
@@ -188,13 +14,20 @@ void conv2d(const Conv2dParams& p, const float* x, const float* weight, const fl
 //   stride>1: the source is an im2col buffer [K][oh*ow] and row k starts at k*oh*ow.
 // The microkernel keeps an 8 x (16*NV) tile of Y in 24 zmm registers for the whole K loop:
 // per k it loads NV vectors of B and broadcasts 8 weights (FMA with memory operand).
-// =========================================================================================
+#include "../conv2d.h"
 
-#include "batch_split.h"
-#include "microkernel.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
+
+#include "batch_split.h"
+#include "im2col.h"
+#include "microkernel.h"
 
 namespace strata {
 namespace cpu {
