@@ -28,7 +28,7 @@
 #
 # Both sides run with OMP_PROC_BIND=close and OMP_PLACES=cores (both use GNU OpenMP): threads are
 # pinned to consecutive cores, because unpinned threads on this 2-vCPU VM sometimes share one
-# vCPU and halve a number (see ../shared/PERF.md). Thread counts are passed explicitly to both
+# vCPU and halve a number. Thread counts are passed explicitly to both
 # (--threads; torch.set_num_threads).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,4 +1,4 @@
-// IntermediateLayerGetter semantics (shared GETTER.md items 1-7), independent of fixtures:
+// IntermediateLayerGetter semantics (docs/GETTER.md), independent of fixtures:
 // validation, truncation, model-order collection, the empty dict, duplicate names, aliasing,
 // fc, and agreement with the full model's forward.
 #include "test_util.h"
