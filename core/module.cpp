@@ -30,6 +30,20 @@ Tensor Module::forward(const Tensor&, const RunOptions&) const {
 
 Module::InputAdapter Module::child_input_adapter(const std::string&) const { return nullptr; }
 
+Shape Module::output_shape(const Shape&) const {
+    throw UnknownShape(type_name() + " has no shape inference of its own (Module::output_shape)");
+}
+
+int Module::trace(Graph& graph, const std::string& path, int x) const {
+    if (children_.empty()) return graph.call(*this, path, x);
+    for (const auto& [name, child] : children_) {
+        STRATA_CHECK(!child_input_adapter(name), type_name(), " runs code of its own before '", name,
+                     "' that cannot be traced; override Module::trace to name its nodes");
+        x = child->trace(graph, join_path(path, name), x);
+    }
+    return x;
+}
+
 namespace {
 void check_name(const std::string& kind, const std::string& name) {
     STRATA_CHECK(!name.empty(), kind, " name can't be empty");

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "graph.h"
 #include "ordered_dict.h"
 #include "run_options.h"
 #include "tensor.h"
@@ -19,6 +20,13 @@
 namespace strata {
 
 using StateDict = OrderedDict<Tensor>;
+
+// What Module::output_shape throws for a module that has no shape inference (a user's layer):
+// shape inference then says "unknown" from there on instead of failing a call.
+class UnknownShape : public Error {
+public:
+    using Error::Error;
+};
 
 // How load_state_dict takes the values in.
 //   Copy:  into the module's own memory; the source can be dropped or changed afterwards.
@@ -48,6 +56,20 @@ public:
     Tensor operator()(const Tensor& x, const RunOptions& options = {}) const {
         return forward(x, options);
     }
+
+    // Shape inference: the shape forward() returns for an input of shape `input`, found without
+    // computing anything, and failing with the error forward() would give for that input. Leaf
+    // layers implement it; a container's shapes come from its graph (trace).
+    virtual Shape output_shape(const Shape& input) const;
+    // How far apart two outputs are in the input's pixels, per input pixel step: a strided
+    // convolution or pooling returns its stride, most layers 1, and 0 where the output is not a
+    // feature map with a fixed stride (adaptive pooling, Linear).
+    virtual int64_t spatial_stride() const { return 1; }
+    // This module's forward as graph nodes (core/graph.h) under the name `path`, reading node
+    // `x`; returns the node holding its output. The default: a module without children is one
+    // Call node; a module with children runs them in order, as Sequential does (a model whose
+    // forward does more, like ResNet's residual blocks or its flatten, overrides it).
+    virtual int trace(Graph& graph, const std::string& path, int x) const;
 
     // What a model does to a child's input outside child modules (ResNet's flatten before fc).
     // Returns nullptr when the child takes the previous child's output unchanged. The getter

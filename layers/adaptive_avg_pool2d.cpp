@@ -16,6 +16,12 @@ std::string AdaptiveAvgPool2d::extra_repr() const {
     return "output_size=" + output_size_.str();
 }
 
+Shape AdaptiveAvgPool2d::output_shape(const Shape& input) const {
+    expect_nchw_shape(input, "AdaptiveAvgPool2d");
+    STRATA_CHECK(input[2] > 0 && input[3] > 0, "input has an empty spatial size ", shape_str(input));
+    return {input[0], input[1], output_size_.h, output_size_.w};
+}
+
 Tensor AdaptiveAvgPool2d::forward(const Tensor& input, const RunOptions& options) const {
     const Tensor x = expect_nchw(input, "AdaptiveAvgPool2d", options);
     STRATA_CHECK(x.size(2) > 0 && x.size(3) > 0, "input has an empty spatial size ",

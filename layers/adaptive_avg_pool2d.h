@@ -11,6 +11,8 @@ public:
     std::string type_name() const override { return "AdaptiveAvgPool2d"; }
     std::string extra_repr() const override;
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    Shape output_shape(const Shape& input) const override;
+    int64_t spatial_stride() const override { return 0; }
 
 private:
     Size2 output_size_;

@@ -31,6 +31,13 @@ std::string BatchNorm2d::extra_repr() const {
     return os.str();
 }
 
+Shape BatchNorm2d::output_shape(const Shape& input) const {
+    expect_nchw_shape(input, "BatchNorm2d");
+    STRATA_CHECK(input[1] == num_features_, "expected ", num_features_, " channels, got ", input[1], " (input shape ",
+                 shape_str(input), ")");
+    return input;
+}
+
 Tensor BatchNorm2d::forward(const Tensor& input, const RunOptions& options) const {
     const Tensor x = expect_nchw(input, "BatchNorm2d", options);
     expect_weights_on_backend_device({&weight_, &bias_, &running_mean_, &running_var_}, "BatchNorm2d", options);

@@ -13,6 +13,7 @@ public:
     std::string type_name() const override { return "BatchNorm2d"; }
     std::string extra_repr() const override;
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    Shape output_shape(const Shape& input) const override;
 
     int64_t num_features() const { return num_features_; }
     double eps() const { return eps_; }

@@ -42,15 +42,18 @@ Tensor expect_nchw(const Tensor& x, const char* layer, const RunOptions& options
     STRATA_CHECK(x.dtype() == DType::Float32, layer, " expects float32 input, got ",
                  dtype_name(x.dtype()));
     expect_on_backend_device(x, layer, options);
-    STRATA_CHECK(x.dim() == 4, layer, " expects a 4-D input [N, C, H, W], got shape ",
-                 shape_str(x.shape()));
-    STRATA_CHECK(x.size(0) > 0, layer, " got an empty batch (shape ", shape_str(x.shape()), ")");
+    expect_nchw_shape(x.shape(), layer);
     check_activation_size(x.shape(), options, layer, "input");
     if (x.device() == Device::CPU) return x.contiguous();
     STRATA_CHECK(x.is_contiguous() || x.is_channels_last(), layer,
                  ": a cuda input must be NCHW-contiguous or channels_last, got strides ",
                  shape_str(x.strides()), " for shape ", shape_str(x.shape()));
     return x;
+}
+
+void expect_nchw_shape(const Shape& shape, const char* layer) {
+    STRATA_CHECK(shape.size() == 4, layer, " expects a 4-D input [N, C, H, W], got shape ", shape_str(shape));
+    STRATA_CHECK(shape[0] > 0, layer, " got an empty batch (shape ", shape_str(shape), ")");
 }
 
 Tensor expect_nchw(const Tensor& x, const char* layer) { return expect_nchw(x, layer, RunOptions{}); }

@@ -19,6 +19,8 @@ void expect_on_backend_device(const Tensor& x, const char* layer, const RunOptio
 // device. On the CPU it returns x contiguous (a non-contiguous input is copied, not refused);
 // on CUDA it accepts NCHW-contiguous or channels_last memory and returns x as it is.
 Tensor expect_nchw(const Tensor& x, const char* layer, const RunOptions& options);
+// The shape part of it, for shape inference: 4-D, N >= 1.
+void expect_nchw_shape(const Shape& shape, const char* layer);
 // The same for the CPU backends (RunOptions{Backend::Cpu}).
 Tensor expect_nchw(const Tensor& x, const char* layer);
 

@@ -37,11 +37,11 @@ std::string Conv2d::extra_repr() const {
     return s;
 }
 
-Conv2dParams Conv2d::params_for(const Tensor& x) const {
-    STRATA_CHECK(x.size(1) == in_channels_, "expected ", in_channels_, " input channels, got ",
-                 x.size(1), " (input shape ", shape_str(x.shape()), ")");
+Conv2dParams Conv2d::params_for(const Shape& x) const {
+    STRATA_CHECK(x[1] == in_channels_, "expected ", in_channels_, " input channels, got ", x[1], " (input shape ",
+                 shape_str(x), ")");
     Conv2dParams p{};
-    p.n = x.size(0); p.c = x.size(1); p.h = x.size(2); p.w = x.size(3);
+    p.n = x[0]; p.c = x[1]; p.h = x[2]; p.w = x[3];
     p.oc = out_channels_; p.kh = kernel_size_.h; p.kw = kernel_size_.w;
     p.stride_h = stride_.h; p.stride_w = stride_.w;
     p.pad_h = padding_.h; p.pad_w = padding_.w;
@@ -51,6 +51,12 @@ Conv2dParams Conv2d::params_for(const Tensor& x) const {
                  p.h + 2 * p.pad_h, "x", p.w + 2 * p.pad_w, ") is smaller than the kernel ",
                  dilation_.h * (p.kh - 1) + 1, "x", dilation_.w * (p.kw - 1) + 1);
     return p;
+}
+
+Shape Conv2d::output_shape(const Shape& input) const {
+    expect_nchw_shape(input, "Conv2d");
+    const Conv2dParams p = params_for(input);
+    return {p.n, p.oc, p.oh, p.ow};
 }
 
 Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {

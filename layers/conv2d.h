@@ -40,6 +40,8 @@ public:
     std::string type_name() const override { return "Conv2d"; }
     std::string extra_repr() const override;
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    Shape output_shape(const Shape& input) const override;
+    int64_t spatial_stride() const override { return stride_.h; }
 
     int64_t in_channels() const { return in_channels_; }
     int64_t out_channels() const { return out_channels_; }
@@ -49,7 +51,8 @@ public:
 
     // Checks that `x` fits this convolution (errors as "expected 64 input channels, got 3")
     // and returns the kernel parameters for it.
-    Conv2dParams params_for(const Tensor& x) const;
+    Conv2dParams params_for(const Tensor& x) const { return params_for(x.shape()); }
+    Conv2dParams params_for(const Shape& x) const;
 
 private:
     int64_t in_channels_, out_channels_;

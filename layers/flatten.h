@@ -7,6 +7,8 @@ namespace strata {
 
 // Merges dimensions start_dim..end_dim of a tensor into one.
 Tensor flatten(const Tensor& x, int64_t start_dim = 1, int64_t end_dim = -1);
+// The shape flatten() gives a tensor of shape `in`.
+Shape flatten_shape(const Shape& in, int64_t start_dim = 1, int64_t end_dim = -1);
 
 class Flatten : public Module {
 public:
@@ -17,6 +19,7 @@ public:
         return "start_dim=" + std::to_string(start_dim_) + ", end_dim=" + std::to_string(end_dim_);
     }
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    Shape output_shape(const Shape& input) const override;
 
 private:
     int64_t start_dim_, end_dim_;

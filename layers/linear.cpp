@@ -20,6 +20,15 @@ std::string Linear::extra_repr() const {
            std::to_string(out_features_) + ", bias=" + (bias_.defined() ? "True" : "False");
 }
 
+Shape Linear::output_shape(const Shape& input) const {
+    STRATA_CHECK(!input.empty(), "Linear expects a float32 tensor of shape [..., ", in_features_, "]");
+    STRATA_CHECK(input.back() == in_features_, "expected input of shape [..., ", in_features_, "], got ",
+                 shape_str(input), input.size() == 4 ? " (a 4-D input needs a flatten first)" : "");
+    Shape out = input;
+    out.back() = out_features_;
+    return out;
+}
+
 Tensor Linear::forward(const Tensor& input, const RunOptions& options) const {
     STRATA_CHECK(input.defined() && input.dtype() == DType::Float32 && input.dim() >= 1,
                  "Linear expects a float32 tensor of shape [..., ", in_features_, "]");

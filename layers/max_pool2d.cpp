@@ -27,10 +27,9 @@ std::string MaxPool2d::extra_repr() const {
            ", ceil_mode=" + (ceil_mode_ ? "True" : "False");
 }
 
-Tensor MaxPool2d::forward(const Tensor& input, const RunOptions& options) const {
-    const Tensor x = expect_nchw(input, "MaxPool2d", options);
+MaxPool2dParams MaxPool2d::params_for(const Shape& x) const {
     MaxPool2dParams p{};
-    p.n = x.size(0); p.c = x.size(1); p.h = x.size(2); p.w = x.size(3);
+    p.n = x[0]; p.c = x[1]; p.h = x[2]; p.w = x[3];
     p.kh = kernel_size_.h; p.kw = kernel_size_.w;
     p.stride_h = stride_.h; p.stride_w = stride_.w;
     p.pad_h = padding_.h; p.pad_w = padding_.w;
@@ -39,6 +38,18 @@ Tensor MaxPool2d::forward(const Tensor& input, const RunOptions& options) const 
     STRATA_CHECK(p.compute_output_size(), "input of spatial size ", p.h, "x", p.w,
                  " is too small for kernel_size ", kernel_size_.str(), " with padding ",
                  padding_.str());
+    return p;
+}
+
+Shape MaxPool2d::output_shape(const Shape& input) const {
+    expect_nchw_shape(input, "MaxPool2d");
+    const MaxPool2dParams p = params_for(input);
+    return {p.n, p.c, p.oh, p.ow};
+}
+
+Tensor MaxPool2d::forward(const Tensor& input, const RunOptions& options) const {
+    const Tensor x = expect_nchw(input, "MaxPool2d", options);
+    const MaxPool2dParams p = params_for(x.shape());
     Tensor y;
     switch (options.backend) {
         case Backend::Reference:

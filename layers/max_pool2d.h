@@ -1,6 +1,7 @@
 // MaxPool2d with torch.nn.MaxPool2d's arguments (stride defaults to kernel_size).
 #pragma once
 #include "../core/module.h"
+#include "../kernels/max_pool2d.h"
 #include "size2.h"
 
 namespace strata {
@@ -13,8 +14,11 @@ public:
     std::string type_name() const override { return "MaxPool2d"; }
     std::string extra_repr() const override;
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    Shape output_shape(const Shape& input) const override;
+    int64_t spatial_stride() const override { return stride_.h; }
 
 private:
+    MaxPool2dParams params_for(const Shape& input) const;  // fails when the input is too small
     Size2 kernel_size_, stride_, padding_, dilation_;
     bool ceil_mode_;
 };

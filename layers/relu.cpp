@@ -7,6 +7,8 @@
 
 namespace strata {
 
+Shape ReLU::output_shape(const Shape& input) const { return input; }
+
 Tensor ReLU::forward(const Tensor& input, const RunOptions& options) const { return relu(input, options); }
 
 Tensor relu(const Tensor& input, const RunOptions& options) {

@@ -12,6 +12,7 @@ public:
     std::string type_name() const override { return "ReLU"; }
     std::string extra_repr() const override { return inplace_ ? "inplace=True" : ""; }
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    Shape output_shape(const Shape& input) const override;
 
 private:
     bool inplace_;

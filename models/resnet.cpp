@@ -62,6 +62,18 @@ Tensor BasicBlock::forward(const Tensor& x, const RunOptions& o) const {
     return add_relu(out, identity, o);
 }
 
+// The same lines as graph nodes, named as torch.fx names them: the second use of relu is relu_1.
+int BasicBlock::trace(Graph& g, const std::string& path, int x) const {
+    int out = conv1_->trace(g, join_path(path, "conv1"), x);
+    out = bn1_->trace(g, join_path(path, "bn1"), out);
+    out = relu_->trace(g, join_path(path, "relu"), out);
+    out = conv2_->trace(g, join_path(path, "conv2"), out);
+    out = bn2_->trace(g, join_path(path, "bn2"), out);
+    const int identity = downsample_ ? downsample_->trace(g, join_path(path, "downsample"), x) : x;
+    out = g.add(path, out, identity);
+    return relu_->trace(g, join_path(path, "relu"), out);
+}
+
 Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample)
     : conv1_(conv(inplanes, planes, 1, 1)),
       conv2_(conv(planes, planes, 3, stride)),
@@ -100,6 +112,20 @@ Tensor Bottleneck::forward(const Tensor& x, const RunOptions& o) const {
     out = run_child("bn3", *bn3_, out, o);
     const Tensor identity = downsample_ ? run_child("downsample", *downsample_, x, o) : x;
     return add_relu(out, identity, o);
+}
+
+int Bottleneck::trace(Graph& g, const std::string& path, int x) const {
+    int out = conv1_->trace(g, join_path(path, "conv1"), x);
+    out = bn1_->trace(g, join_path(path, "bn1"), out);
+    out = relu_->trace(g, join_path(path, "relu"), out);
+    out = conv2_->trace(g, join_path(path, "conv2"), out);
+    out = bn2_->trace(g, join_path(path, "bn2"), out);
+    out = relu_->trace(g, join_path(path, "relu"), out);
+    out = conv3_->trace(g, join_path(path, "conv3"), out);
+    out = bn3_->trace(g, join_path(path, "bn3"), out);
+    const int identity = downsample_ ? downsample_->trace(g, join_path(path, "downsample"), x) : x;
+    out = g.add(path, out, identity);
+    return relu_->trace(g, join_path(path, "relu"), out);
 }
 
 namespace {
@@ -151,6 +177,14 @@ Module::InputAdapter ResNet::child_input_adapter(const std::string& child_name) 
     // torchvision: x = self.avgpool(x); x = torch.flatten(x, 1); x = self.fc(x)
     if (child_name == "fc") return [](const Tensor& x) { return flatten(x, 1); };
     return nullptr;
+}
+
+int ResNet::trace(Graph& g, const std::string& path, int x) const {
+    for (const auto& [name, child] : named_children()) {
+        if (name == "fc") x = g.flatten(path, x);  // torch.flatten(x, 1), as in child_input_adapter
+        x = child->trace(g, join_path(path, name), x);
+    }
+    return x;
 }
 
 Tensor ResNet::forward(const Tensor& x, const RunOptions& options) const {

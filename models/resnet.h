@@ -25,6 +25,7 @@ public:
     BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample);
     std::string type_name() const override { return "BasicBlock"; }
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    int trace(Graph& graph, const std::string& path, int x) const override;
 
 private:
     std::shared_ptr<Conv2d> conv1_, conv2_;
@@ -41,6 +42,7 @@ public:
     Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample);
     std::string type_name() const override { return "Bottleneck"; }
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    int trace(Graph& graph, const std::string& path, int x) const override;
 
 private:
     std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
@@ -57,6 +59,7 @@ public:
     ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes = 1000);
     std::string type_name() const override { return "ResNet"; }
     Tensor forward(const Tensor& x, const RunOptions& options = {}) const override;
+    int trace(Graph& graph, const std::string& path, int x) const override;
     InputAdapter child_input_adapter(const std::string& child_name) const override;
 
 private:

@@ -154,7 +154,9 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
         {"an unknown layer", "features --layers layer9:x" + out,
          "return_layers: 'layer9' is not a child of ResNet; valid names: conv1, bn1, relu, maxpool, layer1, layer2, "
          "layer3, layer4, avgpool, fc (nearest: 'layer1')"},
-        {"a nested layer", "features --layers layer1.0:x" + out, "'layer1.0' is not a direct child (nested names are not supported)"},
+        {"an unknown nested layer", "features --layers layer1.2:x" + out,
+         "return_layers: 'layer1.2' is not a module or graph node of ResNet (nearest: 'layer1."},
+        {"an unknown graph node", "features --layers layer3.1.relu_2:x" + out, "(nearest: 'layer3.1.relu_1';"},
         {"an empty entry", "features --layers layer1,,layer2" + out, "--layers 'layer1,,layer2' has an empty entry"},
         {"a trailing comma", "features --layers layer1:a," + out, "--layers 'layer1:a,' ends with ','"},
         {"two colons", "features --layers layer1:a:b" + out, "--layers entry 'layer1:a:b' has more than one ':'"},

@@ -4,6 +4,7 @@ torch and torchvision, e.g. `/usr/bin/python3 tools/make_fixtures.py`).
 
     ops.safetensors                 per-op cases computed by torch (conv2d, batch_norm2d, ...)
     pth/*.pth                       small torch.save files (zip, legacy, checkpoints; --only pth)
+    nodes_<model>.safetensors       FX create_feature_extractor over every node (--only nodes)
     resnet18_<config>.safetensors   ResNet-18 (detgen weights, seed 2024) getter outputs
     detgen_check.safetensors        first values of detgen tensors, to check the C++ generator
 
@@ -349,6 +350,73 @@ def make_resnet_fixtures(outdir):
     return written
 
 
+# ----------------------------------------------------------------------------- FX nodes
+# torchvision's create_feature_extractor over every node get_graph_node_names lists, for the
+# getter's nested names (tests/test_nodes.cpp). Outputs are large in number, so each node keeps
+# a strided sample of its values plus whole-tensor statistics; the node lists of every ResNet
+# variant are stored too (names only, no forward).
+NODE_MODELS = ["resnet18", "resnet50"]
+NODE_INPUT_SHAPE = (1, 3, 40, 48)
+NODE_INPUT_SEED = 31
+NODE_SAMPLES = 256
+NODE_LIST_MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+                    "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
+
+
+def node_sample_indices(numel):
+    step = max(1, -(-numel // NODE_SAMPLES))  # ceil
+    return np.arange(0, numel, step)
+
+
+def make_node_fixtures(outdir):
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+    written = []
+    node_lists = OrderedDict()
+    for name in NODE_LIST_MODELS:
+        if hasattr(torchvision.models, name):
+            node_lists[name] = get_graph_node_names(getattr(torchvision.models, name)(weights=None).eval())[1]
+    x = uniform01(np.random.RandomState(NODE_INPUT_SEED), NODE_INPUT_SHAPE)
+    for name in NODE_MODELS:
+        model = getattr(torchvision.models, name)(weights=None)
+        model.load_state_dict(fill_deterministic(model.state_dict(), RESNET_SEED), strict=True)
+        for m in model.modules():
+            if isinstance(m, nn.ReLU):
+                m.inplace = False  # true values for every node (strata never aliases)
+        model.eval()
+        nodes = get_graph_node_names(model)[1]
+        extractor = create_feature_extractor(model, return_nodes={n: n for n in nodes})
+        with torch.no_grad():
+            outs = extractor(t(x))
+        tensors = OrderedDict([("input", x)])
+        shapes = OrderedDict()
+        stats = OrderedDict()
+        for n in nodes:
+            v = outs[n].detach().contiguous().numpy().astype(np.float32)
+            flat = v.reshape(-1).astype(np.float64)
+            tensors["sample." + n] = v.reshape(-1)[node_sample_indices(v.size)]
+            stats[n] = [float(flat.sum()), float(np.abs(flat).sum()), float(np.abs(flat).max())]
+            shapes[n] = list(v.shape)
+        meta = base_metadata()
+        meta["description"] = ("create_feature_extractor(%s, every eval node) on one input: per node a strided "
+                               "sample (every ceil(numel/%d)-th value of the flattened output); metadata 'stats': "
+                               "[sum, sum|.|, max|.|] of the whole output, in float64" % (name, NODE_SAMPLES))
+        meta["model"] = name
+        meta["weights"] = "detgen fill_deterministic(%s().state_dict(), %d); not stored" % (name, RESNET_SEED)
+        meta["input_shape"] = json.dumps(list(NODE_INPUT_SHAPE))
+        meta["input_seed"] = str(NODE_INPUT_SEED)
+        meta["nodes"] = json.dumps(nodes)
+        meta["shapes"] = json.dumps(shapes)
+        meta["stats"] = json.dumps(stats)
+        meta["samples"] = str(NODE_SAMPLES)
+        meta["node_lists"] = json.dumps(node_lists)
+        meta["reference"] = ("torchvision.models.feature_extraction.create_feature_extractor in eval mode, "
+                             "every nn.ReLU set inplace=False")
+        path = os.path.join(outdir, "nodes_%s.safetensors" % name)
+        save_safetensors(tensors, path, meta)
+        written.append(path)
+    return written
+
+
 # -------------------------------------------------------------------------------- detgen
 DETGEN_KEYS = ["conv1.weight", "bn1.running_var", "layer2.0.downsample.0.weight",
                "layer4.1.bn2.bias", "fc.weight", "fc.bias"]
@@ -500,8 +568,9 @@ def make_pth_fixtures(outdir):
 def main(argv=None):
     p = argparse.ArgumentParser(description="Writes strata's test fixtures.")
     p.add_argument("--outdir", default=os.path.join(os.path.dirname(HERE), "tests", "fixtures"))
-    p.add_argument("--only", choices=["pth"],
-                   help="write only this group (pth: the torch.save files in OUTDIR/pth)")
+    p.add_argument("--only", choices=["pth", "nodes"],
+                   help="write only this group (pth: the torch.save files in OUTDIR/pth; nodes: the FX "
+                        "node fixtures nodes_*.safetensors)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -509,6 +578,10 @@ def main(argv=None):
     if args.only == "pth" or args.only is None:
         for name in make_pth_fixtures(os.path.join(args.outdir, "pth")):
             print("pth/" + name)
+    if args.only == "nodes" or args.only is None:
+        with torch.no_grad():
+            for path in make_node_fixtures(args.outdir):
+                print(os.path.basename(path))
     if args.only is not None:
         return
     with torch.no_grad():
