@@ -255,21 +255,46 @@ struct BenchCommand {
 };
 
 // ---- strata layers -----------------------------------------------------------------------------
+// Shapes, channels and strides by shape inference: no forward pass, no weights initialised.
 struct LayersCommand {
-    std::string model = "resnet18";
-    int64_t size = 224;
-    bool all = false;
+    std::string model = "resnet18", size = "224";
+    int64_t batch = 1;
+    bool all = false, nodes = false;
 
     CLI::App* add_to(CLI::App& app) {
-        auto* c = app.add_subcommand("layers", "list the model's children and their output shapes");
+        auto* c = app.add_subcommand("layers", "list the model's children (or --nodes: every graph node) with output "
+                                               "shape, channels and stride, by shape inference");
         c->add_option("--model", model, "model name");
-        c->add_option("--size", size, "input height and width")->check(kPositiveCount)->capture_default_str();
-        c->add_flag("--all", all, "list every module path, not only direct children");
+        c->add_option("--size", size, "input size: HxW, or one number for a square")->capture_default_str();
+        c->add_option("--batch", batch, "batch size")->check(kPositiveCount)->capture_default_str();
+        c->add_flag("--nodes", nodes, "every node a --layers request may name (torch.fx's names: layer1.0.conv1, "
+                    "layer1.0.add, layer1.0.relu_1, flatten, ...)");
+        c->add_flag("--all", all, "every module path with its constructor arguments");
         return c;
     }
 
+    // "224" -> {224, 224}; "97x131" -> {97, 131}
+    static std::pair<int64_t, int64_t> parse_size(const std::string& text) {
+        const size_t x = text.find('x');
+        auto number = [&](const std::string& part) {
+            size_t used = 0;
+            long long v = 0;
+            try {
+                v = std::stoll(part, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            STRATA_CHECK(used > 0 && used == part.size() && v >= 1 && v <= (1 << 24), "--size '", text,
+                         "': expected HxW or one number, each a whole number from 1 to 16777216");
+            return static_cast<int64_t>(v);
+        };
+        if (x == std::string::npos) return {number(text), number(text)};
+        return {number(text.substr(0, x)), number(text.substr(x + 1))};
+    }
+
     void run() const {
-        auto net = strata::models::create(model);
+        const auto [h, w] = parse_size(size);
+        auto net = strata::models::create(model, 1000, 0, strata::models::Init::None);
         if (all) {
             for (const auto& [path, m] : net->named_modules())
                 if (!path.empty())
@@ -277,12 +302,19 @@ struct LayersCommand {
                               << (m->extra_repr().empty() ? "" : "(" + m->extra_repr() + ")") << "\n";
             return;
         }
-        strata::ReturnLayers every;
-        for (const auto& item : net->named_children()) every.emplace_back(item.first, item.first);
-        const strata::IntermediateLayerGetter getter(*net, every);
-        const auto out = getter(strata::Tensor::zeros({1, 3, size, size}), strata::RunOptions{});
-        for (const auto& [name, t] : out)
-            std::cout << name << "  " << net->child(name)->type_name() << "  " << strata::shape_str(t.shape()) << "\n";
+        strata::ReturnLayers request;
+        if (nodes) {
+            for (const auto& n : strata::IntermediateLayerGetter::node_names(*net)) request.emplace_back(n, n);
+        } else {
+            for (const auto& item : net->named_children()) request.emplace_back(item.first, item.first);
+        }
+        const strata::IntermediateLayerGetter getter(*net, request);
+        for (const auto& info : getter.output_info({batch, 3, h, w})) {
+            std::cout << info.name;
+            if (!nodes) std::cout << "  " << net->child(info.name)->type_name();
+            std::cout << "  " << strata::shape_str(info.shape) << "  channels " << info.channels << "  stride "
+                      << (info.stride > 0 ? std::to_string(info.stride) : "-") << "\n";
+        }
     }
 };
 

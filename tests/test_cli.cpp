@@ -95,12 +95,21 @@ TEST_CASE("cli: fc through the CLI gives the full model's logits") {
     STRATA_REQUIRE_CLOSE(load(tmp("logits.safetensors")).at("logits"), fx.at("out.logits"), 1e-4, "logits");
 }
 
-TEST_CASE("cli: layers lists children with output shapes, --all every module path") {
+TEST_CASE("cli: layers lists children with output shapes, --nodes every node, --all every module path") {
     Run r = run_cli("layers --model resnet18 --size 224");
     REQUIRE(r.rc == 0);
-    REQUIRE(r.out.find("layer1  Sequential  [1, 64, 56, 56]\n") != std::string::npos);
-    REQUIRE(r.out.find("fc  Linear  [1, 1000]\n") != std::string::npos);
+    REQUIRE(r.out.find("layer1  Sequential  [1, 64, 56, 56]  channels 64  stride 4\n") != std::string::npos);
+    REQUIRE(r.out.find("fc  Linear  [1, 1000]  channels 1000  stride -\n") != std::string::npos);
     REQUIRE(std::count(r.out.begin(), r.out.end(), '\n') == 10);
+    r = run_cli("layers --model resnet18 --size 97x131 --batch 8");
+    REQUIRE(r.rc == 0);
+    REQUIRE(r.out.find("layer4  Sequential  [8, 512, 4, 5]  channels 512  stride 32\n") != std::string::npos);
+    r = run_cli("layers --model resnet18 --nodes --size 64x32");
+    REQUIRE(r.rc == 0);
+    REQUIRE(std::count(r.out.begin(), r.out.end(), '\n') == 70);  // torch.fx lists 70 nodes for resnet18
+    REQUIRE(r.out.rfind("x  [1, 3, 64, 32]  channels 3  stride 1\n", 0) == 0);
+    REQUIRE(r.out.find("\nlayer2.0.add  [1, 128, 8, 4]  channels 128  stride 8\n") != std::string::npos);
+    REQUIRE(r.out.find("\nflatten  [1, 512]  channels 512  stride -\n") != std::string::npos);
     r = run_cli("layers --model resnet18 --all");
     REQUIRE(r.rc == 0);
     REQUIRE(r.out.find("layer2.0.downsample.0  Conv2d(64, 128, kernel_size=(1, 1), stride=(2, 2), bias=False)") != std::string::npos);

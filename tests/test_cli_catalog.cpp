@@ -156,6 +156,8 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
          "layer3, layer4, avgpool, fc (nearest: 'layer1')"},
         {"an unknown nested layer", "features --layers layer1.2:x" + out,
          "return_layers: 'layer1.2' is not a module or graph node of ResNet (nearest: 'layer1."},
+        {"a bad --size", "layers --size 32y32", "--size '32y32': expected HxW or one number"},
+        {"a zero --size", "layers --size 0x32", "--size '0x32': expected HxW or one number"},
         {"an unknown graph node", "features --layers layer3.1.relu_2:x" + out, "(nearest: 'layer3.1.relu_1';"},
         {"an empty entry", "features --layers layer1,,layer2" + out, "--layers 'layer1,,layer2' has an empty entry"},
         {"a trailing comma", "features --layers layer1:a," + out, "--layers 'layer1:a,' ends with ','"},
