@@ -14,6 +14,13 @@ namespace strata {
 
 bool backend_fuses(Backend backend) { return backend != Backend::Reference; }
 
+namespace {
+void expect_residual_shape(const Tensor& residual, const Shape& output) {
+    STRATA_CHECK(residual.shape() == output, "residual of shape ", shape_str(residual.shape()),
+                 " for an output of shape ", shape_str(output));
+}
+}  // namespace
+
 FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn, bool with_weight) {
     const auto host = [](const Tensor& t) { return t.to(Device::CPU); };
     FoldedConv2d f;
@@ -82,8 +89,7 @@ Tensor FusedConv2d::forward_reference(const Tensor& x, const Tensor* residual, c
     Tensor y = conv_->forward(x, options);
     if (bn_) y = bn_->forward(y, options);
     if (!residual) return relu_ ? relu(y, options) : y;
-    STRATA_CHECK(residual->shape() == y.shape(), "residual of shape ", shape_str(residual->shape()),
-                 " for an output of shape ", shape_str(y.shape()));
+    expect_residual_shape(*residual, y.shape());
     return relu_ ? add_relu(y, *residual, options) : add(y, *residual, options);
 }
 
@@ -105,8 +111,7 @@ Tensor FusedConv2d::forward_cpu(const Tensor& input, const Tensor* residual, con
     e.bias = w->bias.data<float>();
     e.relu = relu_;
     if (residual) {
-        STRATA_CHECK(residual->shape() == y.shape(), "residual of shape ", shape_str(residual->shape()),
-                     " for an output of shape ", shape_str(y.shape()));
+        expect_residual_shape(*residual, y.shape());
         r = residual->contiguous();
         e.residual = r.data<float>();
     }
@@ -169,8 +174,7 @@ Tensor FusedConv2d::forward_cuda(const Tensor& input, const Tensor* residual, co
     e.bias = w->bias.data<float>();
     e.relu = relu_;
     if (residual) {
-        STRATA_CHECK(residual->shape() == y.shape(), "residual of shape ", shape_str(residual->shape()),
-                     " for an output of shape ", shape_str(y.shape()));
+        expect_residual_shape(*residual, y.shape());
         expect_on_backend_device(*residual, "Conv2d (residual)", options);
         r = cuda_in_layout(*residual, options, nhwc);
         e.residual = r.data<float>();
