@@ -332,7 +332,13 @@ StateDict read_safetensors(const unsigned char* data, size_t size,
     return state;
 }
 
+void check_tensor_name(const std::string& name, const std::string& what) {
+    STRATA_CHECK(name != "__metadata__", what, " '__metadata__' is reserved: safetensors keeps the file's metadata "
+                 "under that key, so no tensor may have that name; rename it");
+}
+
 std::string safetensors_bytes(const StateDict& state, const Metadata& metadata) {
+    for (const auto& item : state) check_tensor_name(item.first, "save: tensor name");
     json header = json::object();
     if (!metadata.empty()) header["__metadata__"] = metadata;
     uint64_t offset = 0;

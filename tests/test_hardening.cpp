@@ -3,8 +3,19 @@
 // (tests/test_weight_catalog.cpp, tests/test_cli_catalog.cpp); this file holds the cases that
 // need size or time: a 200,000-tensor safetensors header that must parse in linear time, pickles
 // built to amplify memory, signals during a write, files changed under a running model.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "pth_writer.h"
 #include "test_util.h"
@@ -50,4 +61,130 @@ TEST_CASE("hardening: a safetensors header of 200,000 tensors (16 MB) parses in 
     REQUIRE(state[n - 1].first == "t" + std::to_string(n - 1));
     REQUIRE(state.at("t123456").data<float>()[0] == 123456.0f);
     CHECK(seconds < 30);  // quadratic took hours; linear takes well under a second (a few under ASan)
+}
+
+// ---- outputs -----------------------------------------------------------------------------------
+
+namespace {
+
+// A folder of its own, removed at the end.
+struct Folder {
+    std::string path = "/tmp/strata_hardening_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++);
+    Folder() { REQUIRE(::mkdir(path.c_str(), 0700) == 0); }
+    ~Folder() { std::system(("rm -rf " + path).c_str()); }
+    static int& counter() {
+        static int n = 0;
+        return n;
+    }
+    std::vector<std::string> entries() const {
+        std::vector<std::string> out;
+        if (DIR* d = ::opendir(path.c_str())) {
+            while (const dirent* e = ::readdir(d))
+                if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") out.push_back(e->d_name);
+            ::closedir(d);
+        }
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+};
+
+std::string read_all(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+}  // namespace
+
+// The temporary used to be OUT.tmp-<pid>, opened with std::ofstream: a symbolic link planted at
+// that name made strata overwrite the link's target.
+TEST_CASE("hardening: a symbolic link planted at a temporary's name is never followed") {
+    const Folder dir;
+    const std::string victim = dir.path + "/victim.txt", out = dir.path + "/out.safetensors";
+    std::ofstream(victim) << "precious";
+    const std::string planted = out + ".tmp-" + std::to_string(::getpid());
+    REQUIRE(::symlink(victim.c_str(), planted.c_str()) == 0);
+    StateDict state;
+    state.insert("w", Tensor::full({4}, 1.5f));
+    save(state, out);
+    CHECK(read_all(victim) == "precious");
+    CHECK(load(out).at("w").data<float>()[3] == 1.5f);
+    // Nothing else was left beside the output: the output, the victim and the planted link.
+    CHECK(dir.entries() == std::vector<std::string>{"out.safetensors", "out.safetensors.tmp-" + std::to_string(::getpid()),
+                                                    "victim.txt"});
+    // A FIFO, a device or a socket as the output is refused before anything is written.
+    const std::string fifo = dir.path + "/fifo";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(save(state, fifo), Catch::Contains("cannot write: it is a FIFO, not a regular file"));
+    CHECK_THROWS_WITH(save(state, "/dev/null"), Catch::Contains("it is a character device"));
+    CHECK_THROWS_WITH(save(state, ""), Catch::Contains("an empty output path"));
+}
+
+// SIGTERM (or SIGINT) while a large file is being written: with remove_temporary_files_on_signals
+// (the CLI calls it), the process still ends by the signal, and its temporary file is gone.
+TEST_CASE("hardening: SIGTERM and SIGINT during a write remove the temporary file") {
+    for (const int sig : {SIGTERM, SIGINT}) {
+        bool interrupted = false;
+        for (size_t mb = 256; mb <= 1024 && !interrupted; mb *= 2) {
+            const Folder dir;
+            const std::string out = dir.path + "/big.bin";
+            const pid_t child = ::fork();
+            REQUIRE(child >= 0);
+            if (child == 0) {
+                // Catch's own fatal-signal handlers came with the fork: back to the defaults, as
+                // in a fresh program, so the signal ends the child as it would the CLI.
+                for (const int s : {SIGINT, SIGTERM, SIGHUP}) std::signal(s, SIG_DFL);
+                remove_temporary_files_on_signals();
+                const std::string bytes(mb << 20, 'x');
+                try {
+                    write_file_atomically(out, bytes);
+                } catch (...) {
+                    _exit(3);
+                }
+                _exit(0);
+            }
+            // Signal the child once its temporary holds some bytes: the write is under way.
+            bool seen = false;
+            const auto start = std::chrono::steady_clock::now();
+            while (!seen && std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+                for (const std::string& name : dir.entries()) {
+                    struct stat st {};
+                    if (name.find(".tmp-") != std::string::npos && ::stat((dir.path + "/" + name).c_str(), &st) == 0 &&
+                        st.st_size > 0)
+                        seen = true;
+                }
+                if (!seen) ::usleep(200);
+                int status = 0;
+                if (!seen && ::waitpid(child, &status, WNOHANG) == child) break;  // finished first
+            }
+            if (seen) ::kill(child, sig);
+            int status = 0;
+            ::waitpid(child, &status, 0);
+            if (!(WIFSIGNALED(status) && WTERMSIG(status) == sig)) {
+                WARN("the write of " << mb << " MB ended before signal " << sig << " arrived; trying a larger one");
+                continue;
+            }
+            interrupted = true;
+            INFO("signal " << sig << ", " << mb << " MB");
+            CHECK(dir.entries().empty());  // no temporary, no partial output
+        }
+        CHECK(interrupted);
+    }
+}
+
+// ---- threads -----------------------------------------------------------------------------------
+
+TEST_CASE("hardening: RunOptions refuses thread counts it cannot honour with strata::Error") {
+    REQUIRE(max_threads() >= 1);
+    CHECK(RunOptions(Backend::Cpu, max_threads()).threads() == max_threads());
+    CHECK(RunOptions(Backend::Cpu, 0).threads() >= 1);
+    CHECK_THROWS_WITH(RunOptions(Backend::Cpu, 100000).threads(),
+                      Catch::Contains("RunOptions::num_threads is 100000, over the maximum of " +
+                                      std::to_string(max_threads())));
+    CHECK_THROWS_WITH(RunOptions(Backend::Cpu, -1).threads(), Catch::Contains("RunOptions::num_threads is -1"));
+    // Through a forward call: an Error with the module path, before libgomp is asked.
+    auto model = models::resnet18();
+    CHECK_THROWS_WITH(model->forward(Tensor::zeros({1, 3, 32, 32}), RunOptions(Backend::Cpu, 2147483647)),
+                      Catch::Contains("over the maximum"));
 }
