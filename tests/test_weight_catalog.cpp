@@ -201,6 +201,70 @@ TEST_CASE("catalog safetensors: truncated at every offset") {
     require_truncations_fail(safetensors_bytes(s, {{"k", "v"}}), "safetensors");
 }
 
+// A valid safetensors file (one F32 tensor 'a' = 2.5) whose header is exactly `header_len` bytes:
+// the JSON object, then spaces, as writers pad it.
+std::string st_with_header_length(uint64_t header_len) {
+    const std::string json = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+    REQUIRE(header_len >= json.size());
+    std::string out;
+    put64(out, header_len);
+    out += json;
+    out.append(header_len - json.size(), ' ');
+    const float v = 2.5f;
+    out.append(reinterpret_cast<const char*>(&v), 4);
+    return out;
+}
+
+// The length's first bytes read as a pickle protocol marker (0x80 0x02..0x05: 640, 896, 1152,
+// 1408, then every 65536 more) or a zip signature ("PK\x03\x04" is 67,324,752). Such files were
+// refused as broken pickles; the header, a JSON object that fits the file, decides now.
+TEST_CASE("catalog safetensors: header lengths whose bytes look like a pickle or zip signature load as safetensors") {
+    auto loads = [](const std::string& bytes) {
+        const StateDict s = load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), nullptr, kName);
+        return s.size() == 1 && s.at("a").data<float>()[0] == 2.5f;
+    };
+    for (const uint64_t len : {640ull, 896ull, 1152ull, 1408ull, 0x10280ull, 0x20380ull, 0x30480ull, 0xff0580ull}) {
+        const std::string bytes = st_with_header_length(len);
+        INFO("header length " << len);
+        REQUIRE(static_cast<unsigned char>(bytes[0]) == 0x80);
+        CHECK(loads(bytes));
+    }
+    {
+        const std::string bytes = st_with_header_length(0x04034b50);  // "PK\x03\x04", a 64 MB header
+        REQUIRE(bytes.compare(0, 4, "PK\x03\x04") == 0);
+        CHECK(loads(bytes));
+    }
+    // Every colliding length up to the 100 MB header limit, pickle markers and zip signatures:
+    // detection on one buffer, with the JSON object's braces moved to each length.
+    const size_t limit = size_t(100) << 20;
+    std::string buffer(8 + limit, ' ');
+    auto* b = reinterpret_cast<unsigned char*>(&buffer[0]);
+    std::vector<uint64_t> lengths;
+    for (uint64_t high = 0; (high << 16) < limit; ++high)
+        for (const uint64_t marker : {0x0280ull, 0x0380ull, 0x0480ull, 0x0580ull})
+            if ((high << 16 | marker) <= limit) lengths.push_back(high << 16 | marker);
+    for (const uint64_t zip : {0x04034b50ull, 0x06054b50ull, 0x06064b50ull}) lengths.push_back(zip);
+    size_t checked = 0;
+    for (const uint64_t len : lengths) {
+        for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(len >> (8 * i));
+        b[8] = '{';
+        b[8 + len - 1] = '}';
+        const bool ok = detect_weight_format(b, 8 + len) == WeightFormat::Safetensors &&
+                        detect_weight_format(b, buffer.size()) == WeightFormat::Safetensors;
+        b[8 + len - 1] = ' ';
+        if (!ok) FAIL("header length " << len << " is not detected as safetensors");
+        ++checked;
+    }
+    CHECK(checked == lengths.size());
+    CHECK(checked > 6000);
+    // And torch.save files are still told apart: their first 8 bytes never fit as a length.
+    const std::string zip = pth_test::torch_zip(small_state());
+    CHECK(detect_weight_format(reinterpret_cast<const unsigned char*>(zip.data()), zip.size()) == WeightFormat::TorchZip);
+    const std::string legacy = pth_test::torch_legacy(small_state());
+    CHECK(detect_weight_format(reinterpret_cast<const unsigned char*>(legacy.data()), legacy.size()) ==
+          WeightFormat::TorchLegacy);
+}
+
 // ---- torch.save zip ----------------------------------------------------------------------------
 
 TEST_CASE("catalog pth zip: container damage") {
