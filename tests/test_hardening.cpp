@@ -188,3 +188,47 @@ TEST_CASE("hardening: RunOptions refuses thread counts it cannot honour with str
     CHECK_THROWS_WITH(model->forward(Tensor::zeros({1, 3, 32, 32}), RunOptions(Backend::Cpu, 2147483647)),
                       Catch::Contains("over the maximum"));
 }
+
+// ---- messages and names ------------------------------------------------------------------------
+
+TEST_CASE("hardening: a load with 200,000 unexpected keys fails with one short line") {
+    auto model = models::resnet18();
+    StateDict state = model->state_dict();
+    for (int i = 0; i < 200000; ++i) state.insert("extra." + std::to_string(i) + ".weight", Tensor::zeros({1}));
+    std::string message;
+    try {
+        model->load_state_dict(state);
+    } catch (const Error& e) {
+        message = e.what();
+    }
+    INFO(message.substr(0, 2000));
+    CHECK_THAT(message, Catch::Contains("unexpected keys (200000): extra.0.weight, extra.1.weight"));
+    CHECK_THAT(message, Catch::Contains("extra.19.weight, ... and 199980 more"));
+    CHECK(message.find("extra.20.weight") == std::string::npos);
+    CHECK(message.size() < 2000);  // was 1.7 MB
+    // The same rule for missing keys and shape mismatches; a very long key is cut.
+    auto other = models::resnet50();
+    StateDict one;
+    one.insert(std::string(5000, 'k'), Tensor::zeros({1}));
+    try {
+        other->load_state_dict(one);
+        FAIL("loaded");
+    } catch (const Error& e) {
+        const std::string m = e.what();
+        CHECK_THAT(m, Catch::Contains("missing keys (" + std::to_string(other->state_dict().size()) + "): conv1.weight"));
+        CHECK_THAT(m, Catch::Contains(" more;"));
+        CHECK(m.size() < 4000);
+    }
+}
+
+TEST_CASE("hardening: no tensor may be named __metadata__ in a safetensors file; nothing is written") {
+    const Folder dir;
+    StateDict state;
+    state.insert("__metadata__", Tensor::zeros({2}));
+    CHECK_THROWS_WITH(save(state, dir.path + "/m.safetensors"), Catch::Contains("'__metadata__' is reserved"));
+    CHECK(dir.entries().empty());
+    CHECK_THROWS_WITH(safetensors_bytes(state), Catch::Contains("'__metadata__' is reserved"));
+    CHECK_THROWS_WITH(check_tensor_name("__metadata__", "--layers new name"),
+                      Catch::StartsWith("--layers new name '__metadata__' is reserved"));
+    CHECK_NOTHROW(check_tensor_name("__metadata", "x"));
+}
