@@ -4,6 +4,7 @@
 // need size or time: a 200,000-tensor safetensors header that must parse in linear time, pickles
 // built to amplify memory, signals during a write, files changed under a running model.
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "io/pickle.h"
 #include "pth_writer.h"
 #include "test_util.h"
 
@@ -231,4 +233,89 @@ TEST_CASE("hardening: no tensor may be named __metadata__ in a safetensors file;
     CHECK_THROWS_WITH(check_tensor_name("__metadata__", "--layers new name"),
                       Catch::StartsWith("--layers new name '__metadata__' is reserved"));
     CHECK_NOTHROW(check_tensor_name("__metadata", "x"));
+}
+
+// ---- unpickler memory ----------------------------------------------------------------------------
+
+namespace {
+
+// A torch.save zip whose data.pkl is `pickle`, with one float32 storage "0" of one element.
+std::string zip_of_pickle(const std::string& pickle) {
+    return pth_test::make_zip({{"archive/data.pkl", pickle}, {"archive/data/0", std::string(4, '\0')}}).bytes;
+}
+
+// 10 MB of EMPTY_LIST opcodes: 10 million empty lists (1.7 GB resident before the budget).
+std::string empty_lists_pickle() {
+    std::string p = "\x80\x02";
+    p.append(10u << 20, ']');
+    return p + ".";
+}
+
+// _rebuild_tensor_v2 called 2 million times on one memoized 64-dimension argument tuple: each
+// call made a tensor record of 2 x 64 int64 (2.5 GB resident before the budget). 12 MB.
+std::string shared_args_pickle() {
+    pth_test::Pickler p;
+    p.global("torch._utils", "_rebuild_tensor_v2").op('q').op('\0');
+    p.op('(');
+    p.op('(').str("storage").global("torch", "FloatStorage").str("0").str("cpu").integer(1).op('t').op('Q');
+    p.integer(0).int_tuple(std::vector<int64_t>(64, 1)).int_tuple(std::vector<int64_t>(64, 0)).op('\x89');
+    p.global("collections", "OrderedDict").op(')').op('R');
+    p.op('t').op('q').op('\x01');
+    const std::string call("h\x00h\x01R0", 6);  // BINGET fn, BINGET args, REDUCE, POP
+    for (int i = 0; i < 2000000; ++i) p.out += call;
+    p.op('N').stop();
+    return p.out;
+}
+
+// The error loading `bytes` in a child whose address space may grow by at most 1 GB, or
+// "(loaded)", "(out of memory)". Under ASan (which reserves terabytes of shadow) without the cap.
+std::string load_capped(const std::string& bytes) {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(fds[0]);
+#if !defined(__SANITIZE_ADDRESS__)
+        long pages = 0;
+        std::ifstream("/proc/self/statm") >> pages;
+        const rlim_t cap = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (rlim_t(1) << 30);
+        const rlimit limit{cap, cap};
+        ::setrlimit(RLIMIT_AS, &limit);
+#endif
+        std::string result = "(loaded)";
+        try {
+            load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), nullptr, "amplify.pth");
+        } catch (const std::bad_alloc&) {
+            result = "(out of memory)";
+        } catch (const Error& e) {
+            result = e.what();
+        }
+        (void)!::write(fds[1], result.data(), result.size());
+        _exit(0);
+    }
+    ::close(fds[1]);
+    std::string result;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) result.append(buf, static_cast<size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return result.empty() ? "(child died)" : result;
+}
+
+}  // namespace
+
+TEST_CASE("hardening: the unpickler's memory is bounded by 16x the pickle + 64 MB, named in the error") {
+    CHECK(pickle::memory_budget(10u << 20) == 16 * (10u << 20) + (64u << 20));
+    const std::string lists = empty_lists_pickle();
+    CHECK_THAT(load_capped(zip_of_pickle(lists)),
+               Catch::Contains("amplify.pth: archive/data.pkl at byte") &&
+                   Catch::Contains("the pickle's values take more than " + std::to_string(pickle::memory_budget(lists.size())) +
+                                   " bytes of memory, the limit for a " + std::to_string(lists.size()) +
+                                   "-byte pickle (16x its size + 64 MB)"));
+    const std::string calls = shared_args_pickle();
+    REQUIRE(calls.size() > 12000000);
+    CHECK_THAT(load_capped(zip_of_pickle(calls)),
+               Catch::Contains("the pickle's values take more than " + std::to_string(pickle::memory_budget(calls.size())) +
+                               " bytes of memory"));
 }
