@@ -109,6 +109,40 @@ const CLI::Validator kPositiveCount(
     },
     "POSITIVE");
 
+// --threads: a whole number from 1 to strata::max_threads() (OpenMP's thread limit and 16 per
+// core): libgomp crashes on 100000 and exits on its own above its limit.
+const CLI::Validator kThreadCount(
+    [](std::string& text) -> std::string {
+        const std::string positive = kPositiveCount(text);
+        if (!positive.empty()) return positive;
+        const long long value = std::stoll(text);
+        if (value > strata::max_threads())
+            return "at most " + std::to_string(strata::max_threads()) + " threads (" + strata::max_threads_reason() +
+                   "), got '" + text + "'";
+        return "";
+    },
+    "THREADS");
+
+// The outputs must not replace an input (directly, through a symbolic link or a hard link).
+void check_not_an_input(const std::string& out, const std::string& out_option,
+                        std::initializer_list<std::pair<const char*, const std::string*>> inputs) {
+    for (const auto& [option, path] : inputs)
+        if (!path->empty() && strata::same_file(out, *path))
+            STRATA_FAIL(out_option, " ", out, " is the same file as ", option, " ", *path,
+                        "; refusing to overwrite an input");
+}
+
+// --max-activation-mb: RunOptions::max_activation_bytes in MiB (0: no limit).
+void set_activation_limit(strata::RunOptions& options, int64_t mb, const CLI::Option* given) {
+    if (!given || given->count() == 0) return;
+    STRATA_CHECK(mb >= 0 && mb <= (std::numeric_limits<int64_t>::max() >> 20), "--max-activation-mb: expected 0 (no "
+                 "limit) or a number of MiB up to ", std::numeric_limits<int64_t>::max() >> 20, ", got ", mb);
+    options.max_activation_bytes = mb << 20;
+}
+
+const char* kActivationHelp = "the largest single activation a call may create, in MiB (RunOptions::max_activation_bytes; "
+                              "default 16384 = 16 GiB; 0: no limit); a layer refuses a larger one before allocating it";
+
 std::string python_list(const strata::OrderedDict<strata::Tensor>& out) {
     std::string s = "[";
     for (size_t i = 0; i < out.size(); ++i)
@@ -132,6 +166,9 @@ struct FeaturesCommand {
     std::string packing = "lean";  // one call: Winograd's weight transform would cost more than it saves
     strata::LoadOptions load;
     int threads = 0;
+    int64_t max_activation_mb = 0;
+    CLI::Option* out_option = nullptr;
+    CLI::Option* activation_option = nullptr;
     strata_cli::DeviceOptions device;
 
     CLI::App* add_to(CLI::App& app) {
@@ -141,8 +178,9 @@ struct FeaturesCommand {
         c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
         c->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
         c->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
-        c->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
-        c->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
+        out_option = c->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
+        c->add_option("--threads", threads, "CPU threads (default: all)")->check(kThreadCount);
+        activation_option = c->add_option("--max-activation-mb", max_activation_mb, kActivationHelp);
         device.add_to(c, false);
         c->add_option("--packing", packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
         return c;
@@ -151,9 +189,17 @@ struct FeaturesCommand {
     void run() {
         strata::RunOptions options(strata::Backend::Cpu, threads);
         options.packing = packing_from(packing);
+        set_activation_limit(options, max_activation_mb, activation_option);
         device.configure(options);
         const strata::ReturnLayers return_layers = parse_layers(layers);
-        if (!out_path.empty()) strata::check_writable(out_path);  // fail before the work, not after
+        const bool write = out_option->count() > 0;
+        if (write) {  // fail before the work, not after
+            STRATA_CHECK(!out_path.empty(), "--out is empty; give a file name");
+            strata::check_writable(out_path);
+            check_not_an_input(out_path, "--out", {{"--weights", &weights}, {"--input", &input}});
+            for (const auto& item : return_layers)
+                strata::check_tensor_name(item.second, "--layers new name");
+        }
         std::string notes;
         auto net = make_model(model, weights, load, notes);
         const strata::IntermediateLayerGetter getter(*net, return_layers);
@@ -162,7 +208,7 @@ struct FeaturesCommand {
         STRATA_CHECK(x.dim() == 4, (input.empty() ? "input" : input), ": expected an NCHW array, got shape ",
                      strata::shape_str(x.shape()));
         const auto out = device.to_host(getter(device.input(x), options));
-        if (!out_path.empty()) {
+        if (write) {
             strata::StateDict state;
             for (const auto& [name, t] : out) state.insert(name, t);
             strata::save(state, out_path, {{"model", model}, {"layers", layers}});
@@ -177,7 +223,8 @@ struct BenchCommand {
     std::string model = "resnet18", weights, layers, packing = "fast";
     strata::LoadOptions load;
     int threads = 0, warmup = 3, iters = 30;
-    int64_t batch = 1, size = 224;
+    int64_t batch = 1, size = 224, max_activation_mb = 0;
+    CLI::Option* activation_option = nullptr;
     bool profile = false;
     double peak_gflops = 0;
     strata_cli::DeviceOptions device;
@@ -190,7 +237,8 @@ struct BenchCommand {
         c->add_option("--layers", layers, "child:new_name pairs (default: the full model)");
         c->add_option("--batch", batch, "batch size")->check(kPositiveCount)->capture_default_str();
         c->add_option("--size", size, "input height and width")->check(kPositiveCount)->capture_default_str();
-        c->add_option("--threads", threads, "CPU threads (default: all)")->check(kPositiveCount);
+        c->add_option("--threads", threads, "CPU threads (default: all)")->check(kThreadCount);
+        activation_option = c->add_option("--max-activation-mb", max_activation_mb, kActivationHelp);
         c->add_option("--warmup", warmup, "untimed calls first (at least one is made: the first call, reported as first_ms)")
             ->check(CLI::NonNegativeNumber)->capture_default_str();
         c->add_option("--iters", iters, "timed calls")->check(kPositiveCount)->capture_default_str();
@@ -206,6 +254,7 @@ struct BenchCommand {
     void run() {
         strata::RunOptions options(strata::Backend::Cpu, threads);
         options.packing = packing_from(packing);
+        set_activation_limit(options, max_activation_mb, activation_option);
         device.configure(options);
         std::string notes;
         double load_ms = -1;  // strata::load + load_state_dict; stays -1 without --weights
@@ -335,8 +384,12 @@ struct ConvertCommand {
         const std::string suffix = ".safetensors";
         STRATA_CHECK(out.size() > suffix.size() && out.compare(out.size() - suffix.size(), suffix.size(), suffix) == 0,
                      out, ": convert writes safetensors; name the output *.safetensors");
+        strata::check_writable(out);  // before the work
+        STRATA_CHECK(!strata::same_file(in, out), "convert: the output ", out, " is the same file as the input ", in,
+                     "; refusing to overwrite the input (write to another name)");
         strata::Metadata metadata;
         const strata::StateDict state = strata::load(in, load, &metadata);
+        for (const auto& item : state) strata::check_tensor_name(item.first, in + ": tensor name");
         metadata["format"] = "pt";  // what safetensors files of torch weights declare
         metadata["converted_by"] = "strata convert";
         strata::save(state, out, metadata);
@@ -349,6 +402,7 @@ struct ConvertCommand {
 }  // namespace
 
 int main(int argc, char** argv) {
+    strata::remove_temporary_files_on_signals();  // SIGINT/SIGTERM during a write leave no temporary file
     CLI::App app{"strata: CNN feature extraction (torchvision's IntermediateLayerGetter) in C++"};
     app.require_subcommand(1);
     FeaturesCommand features;

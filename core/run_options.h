@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 
 namespace strata {
@@ -31,7 +32,7 @@ struct RunOptions {
         : backend(backend_), num_threads(num_threads_), cuda(std::move(cuda_)) {}
 
     Backend backend = Backend::Cpu;
-    int num_threads = 0;  // 0: OpenMP's default (OMP_NUM_THREADS or all cores)
+    int num_threads = 0;  // 0: OpenMP's default (OMP_NUM_THREADS or all cores); at most max_threads()
     // Required by Backend::Cuda (CudaContext::create()). A context is used by one thread at a
     // time: give each calling thread its own.
     std::shared_ptr<CudaContext> cuda;
@@ -41,8 +42,16 @@ struct RunOptions {
     int64_t max_activation_bytes = int64_t{16} << 30;  // 16 GiB
     WeightPacking packing = WeightPacking::Fast;  // CPU backend only
 
-    // The thread count a kernel should use: num_threads, or OpenMP's default when 0.
+    // The thread count a kernel should use: num_threads, or OpenMP's default when 0. Throws
+    // strata::Error when num_threads is negative or above max_threads() (libgomp crashes on
+    // 100000 threads and exits the process on its own above its limit).
     int threads() const;
 };
+
+// The most threads a call may ask for: 16 per core (omp_get_num_procs()), and at most OpenMP's
+// thread limit (omp_get_thread_limit(), OMP_THREAD_LIMIT).
+int max_threads();
+// How max_threads() was reached, for messages: "16 per core x 2 cores".
+std::string max_threads_reason();
 
 }  // namespace strata

@@ -9,7 +9,8 @@ namespace strata {
 
 class MappedFile {
 public:
-    // Throws Error naming the path when the file is missing, unreadable or a directory.
+    // Throws Error naming the path when the file is missing, unreadable or not a regular file (a
+    // directory, a FIFO, a device, a socket: refused before opening, so a FIFO never blocks).
     static std::shared_ptr<const MappedFile> open(const std::string& path);
     ~MappedFile();
     MappedFile(const MappedFile&) = delete;
@@ -36,11 +37,26 @@ private:
 size_t release_file_pages(const void* data, size_t size);
 
 // Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-// failure never leaves a partial file behind. Throws Error naming the path.
+// failure never leaves a partial file behind. The temporary has an unpredictable name
+// (PATH.tmp-<64 random bits>) and is created with O_CREAT | O_EXCL | O_NOFOLLOW, so a file or
+// symbolic link planted beside the output cannot redirect the write. Refuses what
+// check_writable refuses. Throws Error naming the path.
 void write_file_atomically(const std::string& path, const std::string& bytes);
 
-// Throws the Error a write to `path` would meet, without writing anything: `path` is a directory,
-// or its folder is missing, not a folder or not writable. Lets a long run fail before it starts.
+// Throws the Error a write to `path` would meet, without writing anything: `path` is empty, a
+// directory or another existing file that is not a regular file (a device, a FIFO, a socket;
+// followed through symbolic links), or its folder is missing, not a folder or not writable.
+// Lets a long run fail before it starts.
 void check_writable(const std::string& path);
+
+// Whether both paths exist and name the same file (same device and inode: through symbolic
+// links and hard links too). Used to refuse an output that would replace an input.
+bool same_file(const std::string& a, const std::string& b);
+
+// Opt-in, for programs (the CLI calls it first thing): installs handlers for SIGINT, SIGTERM and
+// SIGHUP that remove the temporary files write_file_atomically is writing at that moment, then
+// let the signal take its previous course (by default, ending the process). Signals that are
+// ignored (SIG_IGN, e.g. under nohup) are left alone. Idempotent.
+void remove_temporary_files_on_signals();
 
 }  // namespace strata

@@ -77,6 +77,10 @@ std::string describe(const Graph& graph, Id id) {
     return "?";
 }
 
+size_t memory_budget(size_t input_size) {
+    return 16 * input_size + (size_t(64) << 20);
+}
+
 namespace {
 
 // Limits: data.pkl of ResNet-152 is about 100 KB; a gigabyte is far beyond any state_dict.
@@ -115,7 +119,7 @@ class Machine {
 public:
     Machine(const unsigned char* data, size_t size, Hooks& hooks, const std::string& where)
         : data_(data), size_(size), hooks_(hooks), where_(where),
-          max_values_(2 * size + 64) {}
+          max_values_(2 * size + 64), budget_(memory_budget(size)) {}
 
     Unpickled run() {
         STRATA_CHECK(size_ <= kMaxPickleBytes, where_, ": the pickle is ", size_,
@@ -130,6 +134,10 @@ public:
             step(op);
             if (graph_.size() > max_values_)
                 fail("the pickle builds more values than its size allows (", graph_.size(), ")");
+            const size_t used = memory_used();
+            if (used > budget_)
+                fail("the pickle's values take more than ", budget_, " bytes of memory, the limit for a ", size_,
+                     "-byte pickle (16x its size + 64 MB); strata refuses such amplification");
         }
         pos_ = op_pos_ = size_;
         fail("truncated: the pickle ends without a STOP opcode");
@@ -234,6 +242,7 @@ private:
     Id add_container(Kind kind, std::vector<Id> items) {
         Value v;
         v.kind = kind;
+        items_grew(0, items.capacity());
         v.items = std::move(items);
         return graph_.add(std::move(v));
     }
@@ -248,11 +257,27 @@ private:
         if (v.kind != kind) fail(what, " expects a ", kind_name(kind), ", got ", describe(graph_, id));
         return v;
     }
+    // dict[key] = value for each pair, as Python: a key already there keeps its position and
+    // takes the new value (the last assignment wins).
     void set_items(Id dict, const std::vector<Id>& pairs) {
         if (pairs.size() % 2) fail("SETITEMS/DICT with an odd number of items (", pairs.size(), ")");
         for (size_t i = 0; i < pairs.size(); i += 2) check_hashable(pairs[i]);
-        Value& d = expect(dict, Kind::Dict, "SETITEM");
-        d.items.insert(d.items.end(), pairs.begin(), pairs.end());
+        expect(dict, Kind::Dict, "SETITEM");
+        for (size_t i = 0; i < pairs.size(); i += 2) {
+            const uint32_t cls = key_class(pairs[i]);
+            std::vector<Id>& items = graph_[dict].items;
+            const uint64_t slot = (static_cast<uint64_t>(dict) << 32) | cls;
+            const auto it = dict_slots_.find(slot);
+            if (it != dict_slots_.end()) {
+                items[it->second + 1] = pairs[i + 1];
+                continue;
+            }
+            dict_slots_.emplace(slot, static_cast<uint32_t>(items.size()));
+            const size_t before = items.capacity();
+            items.push_back(pairs[i]);
+            items.push_back(pairs[i + 1]);
+            items_grew(before, items.capacity());
+        }
     }
     Id global(std::string_view module, std::string_view name) {
         Value v;
@@ -275,16 +300,136 @@ private:
 
     void step(unsigned char op);
 
+    // ---- memory ------------------------------------------------------------------------------
+    // What the machine holds, in bytes: the value arena, container items, stack, marks, memo,
+    // the dict key index, and what the hooks charged for their records.
+    size_t memory_used() const {
+        constexpr size_t kNode = 48;  // an unordered_map node with its bucket, roughly
+        return graph_.arena_bytes() + items_bytes_ + stack_.capacity() * sizeof(Id) +
+               marks_.capacity() * sizeof(size_t) + memo_.size() * kNode +
+               (key_class_.size() + dict_slots_.size() + classes_.size()) * kNode + class_bytes_ + graph_.charged();
+    }
+    // Container items changed size: count their capacity.
+    void items_grew(size_t before, size_t after) {
+        if (after > before) items_bytes_ += (after - before) * sizeof(Id);
+    }
+
+    // ---- dict keys as Python compares them ---------------------------------------------------
+    uint32_t intern(std::string encoding) {
+        const auto it = classes_.find(encoding);
+        if (it != classes_.end()) return it->second;
+        class_bytes_ += encoding.size();
+        const uint32_t id = static_cast<uint32_t>(classes_.size());
+        classes_.emplace(std::move(encoding), id);
+        return id;
+    }
+    static void put_u64(std::string& out, uint64_t v) {
+        for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+    }
+    static std::string int_key(int64_t v) {
+        std::string out = "i";
+        put_u64(out, static_cast<uint64_t>(v));
+        return out;
+    }
+    // The encoding of a hashable value whose tuple items (if any) have their classes already.
+    std::string encode_key(Id id) const {
+        const Value& v = graph_[id];
+        std::string out;
+        switch (v.kind) {
+            case Kind::None: return "N";
+            case Kind::Bool:
+            case Kind::Int: return int_key(v.i);
+            case Kind::Float:
+                // 1.0 == 1 in Python: integral floats are ints; NaN equals nothing but itself.
+                if (v.f != v.f) break;
+                if (v.f == static_cast<double>(static_cast<int64_t>(v.f)) && v.f >= -9.2e18 && v.f <= 9.2e18)
+                    return int_key(static_cast<int64_t>(v.f));
+                out = "f";
+                uint64_t bits;
+                std::memcpy(&bits, &v.f, 8);
+                put_u64(out, bits);
+                return out;
+            case Kind::BigInt: {
+                // Little-endian two's complement; redundant sign bytes removed. It never fits 8
+                // bytes here (LONG1/LONG4 of 8 bytes or fewer are Ints), unless padded.
+                std::string_view b = v.s;
+                while (b.size() > 1) {
+                    const unsigned char top = static_cast<unsigned char>(b.back());
+                    const unsigned char next = static_cast<unsigned char>(b[b.size() - 2]);
+                    if ((top == 0 && !(next & 0x80)) || (top == 0xff && (next & 0x80))) b.remove_suffix(1);
+                    else break;
+                }
+                if (b.size() <= 8) {
+                    uint64_t u = 0;
+                    for (size_t i = b.size(); i-- > 0;) u = (u << 8) | static_cast<unsigned char>(b[i]);
+                    if (!b.empty() && b.size() < 8 && (static_cast<unsigned char>(b.back()) & 0x80))
+                        u |= ~uint64_t(0) << (8 * b.size());
+                    return int_key(static_cast<int64_t>(u));
+                }
+                return "I" + std::string(b);
+            }
+            case Kind::Str: return "s" + std::string(v.s);
+            case Kind::Bytes: return "b" + std::string(v.s);
+            case Kind::Global: return "g" + std::string(v.s) + '\n' + std::string(v.name);
+            case Kind::Tuple:
+                out = "t";
+                for (Id item : v.items) {
+                    const uint32_t c = key_class_.at(item);
+                    out.append(reinterpret_cast<const char*>(&c), sizeof c);
+                }
+                return out;
+            default:
+                break;
+        }
+        out = "@";  // by identity: objects, frozensets, NaN
+        put_u64(out, id);
+        return out;
+    }
+    // The class of a dict key: equal classes, equal keys. Tuples are resolved without recursion.
+    uint32_t key_class(Id root) {
+        const auto found = key_class_.find(root);
+        if (found != key_class_.end()) return found->second;
+        std::vector<Id> todo{root};
+        while (!todo.empty()) {
+            const Id id = todo.back();
+            if (key_class_.count(id)) {
+                todo.pop_back();
+                continue;
+            }
+            const Value& v = graph_[id];
+            if (v.kind == Kind::List || v.kind == Kind::Dict || (v.kind == Kind::Set && id != root))
+                fail("a ", kind_name(v.kind), " inside a dict key is unhashable");
+            if (v.kind == Kind::Tuple) {
+                bool ready = true;
+                for (Id item : v.items)
+                    if (!key_class_.count(item)) {
+                        todo.push_back(item);
+                        ready = false;
+                    }
+                if (!ready) continue;
+            }
+            key_class_.emplace(id, intern(encode_key(id)));
+            todo.pop_back();
+        }
+        return key_class_.at(root);
+    }
+
     const unsigned char* data_;
     size_t size_;
     Hooks& hooks_;
     const std::string& where_;
     size_t max_values_;
+    size_t budget_;
+    size_t items_bytes_ = 0;
     size_t pos_ = 0, op_pos_ = 0;
     Graph graph_;
     std::vector<Id> stack_;
     std::vector<size_t> marks_;  // stack sizes at each open MARK
     std::unordered_map<uint64_t, Id> memo_;
+    std::unordered_map<Id, uint32_t> key_class_;          // dict key -> its class
+    std::unordered_map<std::string, uint32_t> classes_;   // encoding -> class
+    size_t class_bytes_ = 0;
+    std::unordered_map<uint64_t, uint32_t> dict_slots_;   // (dict, key class) -> index in items
 };
 
 void Machine::step(unsigned char op) {
@@ -417,20 +562,27 @@ void Machine::step(unsigned char op) {
         }
         case 'a': {  // APPEND: list.append(value)
             const Id value = pop();
-            expect(top(), Kind::List, "APPEND").items.push_back(value);
+            std::vector<Id>& items = expect(top(), Kind::List, "APPEND").items;
+            const size_t before = items.capacity();
+            items.push_back(value);
+            items_grew(before, items.capacity());
             return;
         }
         case 'e': {  // APPENDS: list.extend(items since MARK)
             const std::vector<Id> items = pop_mark();
             Value& list = expect(top(), Kind::List, "APPENDS");
+            const size_t before = list.items.capacity();
             list.items.insert(list.items.end(), items.begin(), items.end());
+            items_grew(before, list.items.capacity());
             return;
         }
         case 0x90: {  // ADDITEMS: set.update(items since MARK)
             const std::vector<Id> items = pop_mark();
             for (Id i : items) check_hashable(i);
             Value& set = expect(top(), Kind::Set, "ADDITEMS");
+            const size_t before = set.items.capacity();
             set.items.insert(set.items.end(), items.begin(), items.end());
+            items_grew(before, set.items.capacity());
             return;
         }
         case 's': {  // SETITEM: dict[key] = value

@@ -5,11 +5,20 @@
 // io/pth.cpp uses it with a whitelist to read torch.save files.
 //
 // Hostile input cannot make it hang, recurse or balloon: values live in one flat arena
-// (cycles and deep nesting are just indices), strings are views into the input, and every
-// count — values, container items, memo entries, stack depth — is bounded by the input's size.
+// (cycles and deep nesting are just indices), strings are views into the input, every count —
+// values, container items, memo entries, stack depth — is bounded by the input's size, and the
+// bytes all of it occupies by memory_budget() (16x the input + 64 MB).
+//
+// Dicts behave as Python's: assigning a key the dict already holds (SETITEM, SETITEMS, DICT)
+// replaces its value in place, so the last assignment wins and the key keeps its first position.
+// Keys are compared by value as Python compares them for None, bool, int (True == 1, 1.0 == 1),
+// float, str, bytes, tuples of those, and globals (one name, one class); other keys (objects the
+// hooks built, frozensets, NaN) by identity. List, dict and set keys, also inside a tuple key,
+// are refused as unhashable.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -52,10 +61,26 @@ public:
     const Value& operator[](Id id) const { return values_[id]; }
     Value& operator[](Id id) { return values_[id]; }
     size_t size() const { return values_.size(); }
+    // Bytes the values themselves occupy (container items are counted by the machine as they
+    // grow). A deque: it grows by blocks, never by copying the whole arena into one twice as
+    // large, so its memory follows the count of values and a reference to a value stays valid.
+    size_t arena_bytes() const { return values_.size() * sizeof(Value) + 4096; }
+    // Bytes the hooks keep for what they built (tensor and storage records): counted against
+    // the same budget as the machine's own values.
+    void charge(size_t bytes) { charged_ += bytes; }
+    size_t charged() const { return charged_; }
 
 private:
-    std::vector<Value> values_;
+    std::deque<Value> values_;
+    size_t charged_ = 0;
 };
+
+// The memory budget of one unpickling, in bytes: 16 times the input's size plus 64 MB, for the
+// values, container items, stack, memo, dict key index and the hooks' records together. A
+// state_dict pickle uses a few times its size; a pickle built to amplify (10 MB of EMPTY_LIST
+// opcodes, 2 million calls on one shared 64-dimension argument tuple) is refused at the budget
+// instead of reaching gigabytes.
+size_t memory_budget(size_t input_size);
 
 // What the machine asks of its user. Every method may throw strata::Error to refuse.
 class Hooks {

@@ -148,7 +148,8 @@ struct StorageRecord {
 // A tensor as _rebuild_tensor_v2 describes it: a strided view of a storage, in elements.
 struct TensorRecord {
     uint32_t storage = 0;
-    int dtype = 0;
+    int dtype = 0;                 // the view's dtype: its persistent id's, or _v3's argument
+    bool explicit_dtype = false;   // _rebuild_tensor_v3: the dtype argument is what torch uses
     int64_t offset = 0;
     Shape shape, strides;
 };
@@ -262,12 +263,16 @@ public:
             s.declared_bytes = bytes;
             if (container_ == Container::Zip) attach_zip_entry(s);
             storages_.push_back(std::move(s));
-        } else {
+            g.charge(sizeof(StorageRecord) + 2 * key.size() + 64);
+        } else if (storages_[it->second].dtype == dtype) {
             // The same storage seen again (shared by several tensors): sizes must agree.
             STRATA_CHECK(storages_[it->second].declared_bytes == bytes, where_, ": storage '",
                          printable(key), "' is declared with ", storages_[it->second].declared_bytes,
                          " bytes and again with ", bytes, " bytes");
         }
+        // Seen again with another dtype: torch.load keeps the type of the first persistent id
+        // (zip and legacy alike), so this view would not mean what its own id says. A tensor
+        // made from it is refused in extract_state_dict, naming both keys.
         Value obj;
         obj.kind = Kind::Object;
         obj.tag = kStorageObject;
@@ -288,6 +293,19 @@ public:
     bool is_tensor(const Graph& g, Id id) const {
         return g[id].kind == Kind::Object && g[id].tag == kTensorObject;
     }
+
+    // For a tensor whose dtype torch would not take from its own persistent id: the storage's
+    // first persistent id typed it otherwise, and torch keeps that type (zip and legacy alike;
+    // _rebuild_tensor_v3 passes its dtype explicitly and is exempt). Returns the storage index,
+    // or -1 when the tensor means what it says.
+    int64_t retyped_storage(const Graph& g, Id id) const {
+        const TensorRecord& t = tensors_[g[id].ref];
+        return !t.explicit_dtype && t.dtype != storages_[t.storage].dtype ? static_cast<int64_t>(t.storage) : -1;
+    }
+    uint32_t storage_of(const Graph& g, Id id) const { return tensors_[g[id].ref].storage; }
+    const char* view_dtype_name(const Graph& g, Id id) const { return kDTypes[tensors_[g[id].ref].dtype].name; }
+    const char* storage_dtype_name(uint32_t storage) const { return kDTypes[storages_[storage].dtype].name; }
+    const std::string& storage_key(uint32_t storage) const { return storages_[storage].key; }
 
     // Legacy files: the bytes of the storage `key`, found after the pickles.
     StorageRecord* storage_by_key(const std::string& key) {
@@ -378,6 +396,7 @@ private:
                              dtype.tag < kDTypeBase + kNumDTypes,
                          what, " expects a torch dtype, got ", pickle::describe(g, args[6]));
             t.dtype = dtype.tag - kDTypeBase;
+            t.explicit_dtype = true;
         }
         STRATA_CHECK(g[args[1]].kind == Kind::Int && g[args[1]].i >= 0, what,
                      " expects a non-negative storage offset, got ", pickle::describe(g, args[1]));
@@ -399,6 +418,7 @@ private:
             t.shape.push_back(n.i);
             t.strides.push_back(s.i);
         }
+        g.charge(sizeof(TensorRecord) + (t.shape.capacity() + t.strides.capacity()) * sizeof(int64_t));
         tensors_.push_back(std::move(t));
         Value obj;
         obj.kind = Kind::Object;
@@ -502,6 +522,25 @@ StateDict extract_state_dict(const Graph& g, Id root, TorchHooks& hooks, const s
     }
     StateDict state;
     const std::vector<Id>& items = g[sd].items;
+    // One storage, two dtypes: torch reads every view as the storage's first type, strata would
+    // read each as its own; neither reading is safe to give, so the file is refused.
+    for (size_t i = 0; i + 1 < items.size(); i += 2) {
+        const int64_t storage = hooks.retyped_storage(g, items[i + 1]);
+        if (storage < 0) continue;
+        const uint32_t s = static_cast<uint32_t>(storage);
+        std::string other;  // another key viewing that storage, one with its first dtype if any
+        for (size_t j = 0; j + 1 < items.size(); j += 2) {
+            if (j == i || hooks.storage_of(g, items[j + 1]) != s) continue;
+            if (other.empty() || hooks.retyped_storage(g, items[j + 1]) < 0) other = printable(g[items[j]].s);
+        }
+        const std::string key = printable(g[items[i]].s);
+        const char* first = hooks.storage_dtype_name(s);
+        STRATA_FAIL(name, ": tensor '", key, "' views storage '", printable(hooks.storage_key(s)), "' as ",
+                    hooks.view_dtype_name(g, items[i + 1]), " but ",
+                    other.empty() ? std::string("the file's first use of that storage") : "tensor '" + other + "'",
+                    " types it as ", first, "; torch.load keeps a storage's first type, so it would read '", key,
+                    "' as ", first, ". strata refuses a storage viewed with two dtypes");
+    }
     uint64_t logical_bytes = 0;
     for (size_t i = 0; i + 1 < items.size(); i += 2) {
         const std::string key(g[items[i]].s);

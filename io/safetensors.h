@@ -20,7 +20,12 @@ StateDict read_safetensors(const unsigned char* data, size_t size,
                            std::shared_ptr<const void> keep_alive, const std::string& name,
                            Metadata* metadata = nullptr);
 
-// The bytes of a safetensors file holding `state` (tensors in state order, header padded to 8).
+// Throws Error unless `name` may name a tensor in a safetensors file: "__metadata__" is the
+// header's key for the metadata, so a tensor of that name would make a file that every reader
+// (strata included) refuses or misreads. `what` starts the message ("--layers new name").
+void check_tensor_name(const std::string& name, const std::string& what);
+
+// The bytes of a safetensors file holding `state` (refuses a tensor named "__metadata__") (tensors in state order, header padded to 8).
 std::string safetensors_bytes(const StateDict& state, const Metadata& metadata = {});
 
 }  // namespace strata

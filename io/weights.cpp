@@ -10,17 +10,43 @@
 
 namespace strata {
 
+namespace {
+
+bool json_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// The strongest evidence of safetensors: a little-endian length N that fits the file, and the N
+// bytes after it hold a JSON object: '{' first and '}' last, whitespace aside.
+bool safetensors_header_fits(const unsigned char* data, size_t size) {
+    if (size < 10) return false;
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];
+    if (n < 2 || n > size - 8) return false;
+    size_t first = 8, last = 8 + static_cast<size_t>(n) - 1;
+    while (first < last && json_space(data[first])) ++first;
+    while (last > first && json_space(data[last])) --last;
+    return data[first] == '{' && data[last] == '}';
+}
+
+}  // namespace
+
 WeightFormat detect_weight_format(const unsigned char* data, size_t size) {
+    // First the evidence no other format can show: a safetensors header length whose bytes happen
+    // to read "\x80\x02" (640, 896, 1152, 1408, ... are pickle protocol markers) or "PK\x03\x04"
+    // (67,324,752) must not make a valid safetensors file a broken pickle or zip. A torch.save
+    // file never passes this test: its first 8 bytes, read as a length, exceed the file (a zip
+    // local header's flags and a pickle's magic put bits in the top bytes).
+    if (safetensors_header_fits(data, size)) return WeightFormat::Safetensors;
     // A zip starts with a local header; an empty one with its end record (plain or zip64).
     if (size >= 4 && (std::memcmp(data, "PK\x03\x04", 4) == 0 || std::memcmp(data, "PK\x05\x06", 4) == 0 ||
                       std::memcmp(data, "PK\x06\x06", 4) == 0))
         return WeightFormat::TorchZip;
     if (size >= 2 && data[0] == 0x80 && data[1] >= 2 && data[1] <= 5) return WeightFormat::TorchLegacy;
-    // safetensors: a little-endian length, then JSON that opens with '{' (maybe after spaces).
+    // A damaged safetensors file: a little-endian length, then JSON that opens with '{' (maybe
+    // after spaces). Read as safetensors so that its error says what is wrong with the header.
     if (size >= 9) {
         for (size_t i = 8; i < size && i < 64; ++i) {
             if (data[i] == '{') return WeightFormat::Safetensors;
-            if (data[i] != ' ' && data[i] != '\t' && data[i] != '\n' && data[i] != '\r') break;
+            if (!json_space(data[i])) break;
         }
     }
     return WeightFormat::Unknown;

@@ -1,5 +1,6 @@
 // Weight files: strata::load picks the reader by the file's first bytes, never its name.
-//   safetensors        -> safetensors.h (mmap, no copy)
+//   safetensors        -> safetensors.h (mmap, no copy); recognised first, by a header length
+//                         that fits the file and a JSON object in it, whatever its first bytes
 //   zip (torch.save)   -> pth.h, PyTorch >= 1.6 files such as torchvision's resnet18-f37072fd.pth
 //   pickle (legacy)    -> pth.h, torch.save(..., _use_new_zipfile_serialization=False)
 // Then the key options below apply, the same for every format.

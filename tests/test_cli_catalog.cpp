@@ -2,15 +2,19 @@
 // "error: ..." on stderr that says what was wrong, and leaves its output folder empty: paths are
 // checked before the work and outputs are written to a temporary file and renamed.
 // README ("The CLI") points here; the table below is the catalog.
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "pth_writer.h"
 #include "test_util.h"
 
 using namespace strata;
@@ -55,8 +59,10 @@ std::string unprivileged_prefix() {
 
 Run run_cli(const Workdir& dir, const std::string& args, bool unprivileged = false) {
     const std::string out = dir / "stdout.txt", err = dir / "stderr.txt";
-    const std::string cmd = (unprivileged ? unprivileged_prefix() : "") + std::string(STRATA_CLI_PATH) + " " + args +
-                            " >" + out + " 2>" + err;
+    // Under `timeout`: a run that blocks (a FIFO opened before it is checked) fails its case
+    // with exit 124 instead of hanging the suite.
+    const std::string cmd = (unprivileged ? unprivileged_prefix() : "") + "timeout -k 5 60 " +
+                            std::string(STRATA_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
 }
@@ -127,6 +133,27 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
     write_npy(dir / "batch0.npy", "<f4", false, "(0, 3, 32, 32)", 0);
     write_npy(dir / "empty_rows.npy", "<f4", false, "(1, 3, 0, 5)", 0);
     std::ofstream(dir / "not_npy.npy") << "P6 32 32 255\n";
+    // Files that are not regular files, and other names for the weights (issue 11).
+    REQUIRE(::mkfifo((dir / "fifo").c_str(), 0600) == 0);
+    {
+        const int sock = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        REQUIRE(sock >= 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        const std::string socket_path = dir / "socket";
+        REQUIRE(socket_path.size() < sizeof addr.sun_path);
+        std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+        REQUIRE(::bind(sock, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+        ::close(sock);  // the socket file stays
+    }
+    fs::create_symlink(dir / "weights.safetensors", dir / "weights_link.safetensors");
+    fs::create_hard_link(dir / "weights.safetensors", dir / "weights_hard.safetensors");
+    const std::string weights_before = slurp(dir / "weights.safetensors"), input_before = slurp(dir / "good.npy");
+    {
+        StateDict reserved;  // a .pth whose state_dict has a key safetensors reserves
+        reserved.insert("__metadata__", Tensor::zeros({2}));
+        std::ofstream(dir / "reserved.pth", std::ios::binary) << pth_test::torch_zip(reserved);
+    }
 
     const std::string out = " --out {d}/out/features.safetensors";
     const std::vector<Case> catalog = {
@@ -187,6 +214,46 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
         {"--threads 0", "features --threads 0" + out, "--threads: expected a whole number from 1 to 2147483647, got '0'"},
         {"--threads negative", "features --threads -2" + out, "--threads: expected a whole number from 1 to 2147483647, got '-2'"},
         {"--threads too large", "features --threads 99999999999" + out, "got '99999999999'"},
+        // numbers that parse but cannot be honoured: libgomp crashed (SIGSEGV) on 100000 and exited 1 on 2^31-1
+        {"--threads 100000", "features --threads 100000" + out, "--threads: at most " + std::to_string(max_threads()) + " threads"},
+        {"--threads 2147483647", "features --threads 2147483647" + out, "--threads: at most"},
+        {"bench --threads 100000", "bench --threads 100000 --iters 1", "--threads: at most"},
+        {"--max-activation-mb negative", "features --max-activation-mb -1" + out,
+         "--max-activation-mb: expected 0 (no limit) or a number of MiB"},
+        {"--max-activation-mb a word", "features --max-activation-mb lots" + out, "--max-activation-mb"},
+        {"--max-activation-mb below conv1's output", "features --input {d}/good.npy --max-activation-mb 0.5" + out,
+         "--max-activation-mb"},
+        {"an activation over --max-activation-mb", "features --max-activation-mb 1" + out,
+         "conv1: Conv2d output [1, 64, 112, 112] needs 3.1 MiB, over the limit of 1.0 MiB per activation"},
+        // inputs that are not regular files: refused before opening (a FIFO used to block forever)
+        {"--input a FIFO", "features --input {d}/fifo" + out, "{d}/fifo: not a regular file (it is a FIFO)"},
+        {"--weights a FIFO", "features --weights {d}/fifo" + out, "{d}/fifo: not a regular file (it is a FIFO)"},
+        {"convert's input a FIFO", "convert {d}/fifo {d}/out/c.safetensors", "{d}/fifo: not a regular file (it is a FIFO)"},
+        {"--weights a device", "features --weights /dev/zero" + out, "/dev/zero: not a regular file (it is a character device)"},
+        {"--input a socket", "features --input {d}/socket" + out, "{d}/socket: not a regular file (it is a socket)"},
+        // outputs that are not regular files, or empty
+        {"--out a FIFO", "features --out {d}/fifo", "{d}/fifo: cannot write: it is a FIFO, not a regular file"},
+        {"--out a device", "features --out /dev/null", "/dev/null: cannot write: it is a character device, not a regular file"},
+        {"--out a socket", "features --out {d}/socket", "{d}/socket: cannot write: it is a socket, not a regular file"},
+        {"--out empty", "features --out ''", "--out is empty; give a file name"},
+        {"convert to ''", "convert {d}/weights.safetensors ''", "convert writes safetensors"},
+        // outputs that would replace an input, directly or through another name
+        {"--out the --weights file", "features --weights {d}/weights.safetensors --out {d}/weights.safetensors",
+         "--out {d}/weights.safetensors is the same file as --weights {d}/weights.safetensors; refusing to overwrite an input"},
+        {"--out a symbolic link to the --weights file", "features --weights {d}/weights.safetensors --out {d}/weights_link.safetensors",
+         "is the same file as --weights {d}/weights.safetensors"},
+        {"--out a hard link to the --weights file", "features --weights {d}/weights.safetensors --out {d}/weights_hard.safetensors",
+         "is the same file as --weights"},
+        {"--out the --input file", "features --input {d}/good.npy --out {d}/good.npy", "is the same file as --input {d}/good.npy"},
+        {"convert X X", "convert {d}/weights.safetensors {d}/weights.safetensors",
+         "convert: the output {d}/weights.safetensors is the same file as the input"},
+        {"convert X to a hard link of X", "convert {d}/weights_link.safetensors {d}/weights_hard.safetensors",
+         "is the same file as the input"},
+        // tensor names safetensors reserves
+        {"--layers new name __metadata__", "features --layers layer1:__metadata__" + out,
+         "--layers new name '__metadata__' is reserved"},
+        {"convert a .pth holding the key __metadata__", "convert {d}/reserved.pth {d}/out/reserved.safetensors",
+         "reserved.pth: tensor name '__metadata__' is reserved"},
         {"bench --batch a word", "bench --batch many", "--batch: expected a whole number from 1 to 2147483647, got 'many'"},
         {"an unknown model", "features --model resnet19" + out,
          "unknown model 'resnet19'; known models: resnet18, resnet34, resnet50, resnet101, resnet152"},
@@ -206,9 +273,14 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
         ++checked;
     }
     REQUIRE(checked >= static_cast<int>(catalog.size()) - (enforced ? 0 : 3));
+    // Refused before any work: the inputs are as they were.
+    REQUIRE(slurp(dir / "weights.safetensors") == weights_before);
+    REQUIRE(slurp(dir / "good.npy") == input_before);
+    REQUIRE(fs::is_fifo(dir.root / "fifo"));
 
     // The control: the same command with nothing wrong writes the file, so the checks above can fail.
-    const Run ok = run_cli(dir, expand("features --input {d}/good.npy --weights {d}/weights.safetensors" + out, dir));
+    const Run ok = run_cli(dir, expand("features --input {d}/good.npy --weights {d}/weights.safetensors --threads 2 "
+                                       "--max-activation-mb 64" + out, dir));
     INFO(ok.err);
     REQUIRE(ok.rc == 0);
     REQUIRE(fs::exists(dir.root / "out" / "features.safetensors"));

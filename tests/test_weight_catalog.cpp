@@ -201,6 +201,70 @@ TEST_CASE("catalog safetensors: truncated at every offset") {
     require_truncations_fail(safetensors_bytes(s, {{"k", "v"}}), "safetensors");
 }
 
+// A valid safetensors file (one F32 tensor 'a' = 2.5) whose header is exactly `header_len` bytes:
+// the JSON object, then spaces, as writers pad it.
+std::string st_with_header_length(uint64_t header_len) {
+    const std::string json = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+    REQUIRE(header_len >= json.size());
+    std::string out;
+    put64(out, header_len);
+    out += json;
+    out.append(header_len - json.size(), ' ');
+    const float v = 2.5f;
+    out.append(reinterpret_cast<const char*>(&v), 4);
+    return out;
+}
+
+// The length's first bytes read as a pickle protocol marker (0x80 0x02..0x05: 640, 896, 1152,
+// 1408, then every 65536 more) or a zip signature ("PK\x03\x04" is 67,324,752). Such files were
+// refused as broken pickles; the header, a JSON object that fits the file, decides now.
+TEST_CASE("catalog safetensors: header lengths whose bytes look like a pickle or zip signature load as safetensors") {
+    auto loads = [](const std::string& bytes) {
+        const StateDict s = load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), nullptr, kName);
+        return s.size() == 1 && s.at("a").data<float>()[0] == 2.5f;
+    };
+    for (const uint64_t len : {640ull, 896ull, 1152ull, 1408ull, 0x10280ull, 0x20380ull, 0x30480ull, 0xff0580ull}) {
+        const std::string bytes = st_with_header_length(len);
+        INFO("header length " << len);
+        REQUIRE(static_cast<unsigned char>(bytes[0]) == 0x80);
+        CHECK(loads(bytes));
+    }
+    {
+        const std::string bytes = st_with_header_length(0x04034b50);  // "PK\x03\x04", a 64 MB header
+        REQUIRE(bytes.compare(0, 4, "PK\x03\x04") == 0);
+        CHECK(loads(bytes));
+    }
+    // Every colliding length up to the 100 MB header limit, pickle markers and zip signatures:
+    // detection on one buffer, with the JSON object's braces moved to each length.
+    const size_t limit = size_t(100) << 20;
+    std::string buffer(8 + limit, ' ');
+    auto* b = reinterpret_cast<unsigned char*>(&buffer[0]);
+    std::vector<uint64_t> lengths;
+    for (uint64_t high = 0; (high << 16) < limit; ++high)
+        for (const uint64_t marker : {0x0280ull, 0x0380ull, 0x0480ull, 0x0580ull})
+            if ((high << 16 | marker) <= limit) lengths.push_back(high << 16 | marker);
+    for (const uint64_t zip : {0x04034b50ull, 0x06054b50ull, 0x06064b50ull}) lengths.push_back(zip);
+    size_t checked = 0;
+    for (const uint64_t len : lengths) {
+        for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(len >> (8 * i));
+        b[8] = '{';
+        b[8 + len - 1] = '}';
+        const bool ok = detect_weight_format(b, 8 + len) == WeightFormat::Safetensors &&
+                        detect_weight_format(b, buffer.size()) == WeightFormat::Safetensors;
+        b[8 + len - 1] = ' ';
+        if (!ok) FAIL("header length " << len << " is not detected as safetensors");
+        ++checked;
+    }
+    CHECK(checked == lengths.size());
+    CHECK(checked > 6000);
+    // And torch.save files are still told apart: their first 8 bytes never fit as a length.
+    const std::string zip = pth_test::torch_zip(small_state());
+    CHECK(detect_weight_format(reinterpret_cast<const unsigned char*>(zip.data()), zip.size()) == WeightFormat::TorchZip);
+    const std::string legacy = pth_test::torch_legacy(small_state());
+    CHECK(detect_weight_format(reinterpret_cast<const unsigned char*>(legacy.data()), legacy.size()) ==
+          WeightFormat::TorchLegacy);
+}
+
 // ---- torch.save zip ----------------------------------------------------------------------------
 
 TEST_CASE("catalog pth zip: container damage") {
@@ -387,15 +451,21 @@ TEST_CASE("catalog pth: the unpickler refuses globals and survives hostile progr
     torch_load.global("torch", "load").stop();
     CHECK_THAT(error_of(zip_of(torch_load)), Catch::Contains("'torch.load'"));
 
-    // A million nested lists and tuples: no recursion anywhere (building, freeing, describing).
+    // 300,000 nested lists and tuples: no recursion anywhere (building, freeing, describing).
     Pickler lists;
-    lists.out += std::string(1000000, '(') + std::string(1000000, 'l');
+    lists.out += std::string(300000, '(') + std::string(300000, 'l');
     lists.stop();
     CHECK_THAT(error_of(zip_of(lists)), Catch::Contains("expected a state_dict") && Catch::Contains("the file holds list of 1 items"));
     Pickler tuples;
-    tuples.op(')').out += std::string(1000000, '\x85');
+    tuples.op(')').out += std::string(300000, '\x85');
     tuples.stop();
     CHECK_THAT(error_of(zip_of(tuples)), Catch::Contains("the file holds tuple of 1 items"));
+    // A million of them build 90 bytes of values per byte of pickle: over the memory budget
+    // (16x the pickle + 64 MB), refused by name (tests/test_hardening.cpp has the 10 MB shapes).
+    Pickler million;
+    million.op(')').out += std::string(1000000, '\x85');
+    million.stop();
+    CHECK_THAT(error_of(zip_of(million)), Catch::Contains("bytes of memory, the limit for a 1000004-byte pickle (16x its size + 64 MB)"));
 
     // Cycles through the memo: a list holding itself, a dict whose 'state_dict' is itself.
     Pickler cyclic_list;
@@ -446,7 +516,17 @@ TEST_CASE("catalog pth: state_dict contents") {
     t.storage_numel = 4;
     t.shape = {4};
     t.strides = {1};
-    CHECK_THAT(error_of(zip_with(pth_test::state_dict_pickle({t, t}), {f4})), Catch::Contains("the state_dict has the key 'w' twice"));
+    {
+        // The key twice (two SETITEMS entries): Python's dict keeps the last value, so does strata.
+        pth_test::TensorSpec second = t;
+        second.offset = 1;
+        second.shape = {3};
+        const std::string file = zip_with(pth_test::state_dict_pickle({t, second}), {f4});
+        const StateDict s = load_from_memory(reinterpret_cast<const unsigned char*>(file.data()), file.size(), nullptr, kName);
+        REQUIRE(s.size() == 1);
+        CHECK(s.at("w").shape() == Shape{3});
+        CHECK(s.at("w").byte_offset() == 4);
+    }
     // a non-tensor among tensors, and a dict with no state_dict in it
     pth_test::Pickler mixed;
     mixed.op('}').op('(').str("w");
@@ -462,6 +542,103 @@ TEST_CASE("catalog pth: state_dict contents") {
     // TorchScript's marker entries
     CHECK_THAT(error_of(pth_test::make_zip({{"m/data.pkl", "N."}, {"m/constants.pkl", "N."}}).bytes),
                Catch::Contains("TorchScript archive"));
+}
+
+// Issue 11, item 2: every dict the unpickler builds behaves as Python's, so the file means to
+// strata what it means to torch.load: a key assigned twice keeps its last value (and its first
+// place); keys compare as Python compares them (1 == True == 1.0, tuples by value).
+TEST_CASE("catalog pth: a key assigned twice keeps its last value, as in Python") {
+    using pth_test::Pickler;
+    const std::string f4(16, '\0');
+    pth_test::TensorSpec t;
+    t.key = "w";
+    t.storage_numel = 4;
+    t.shape = {4};
+    t.strides = {1};
+    pth_test::TensorSpec last = t;
+    last.shape = {2};
+    last.offset = 2;
+    auto load_bytes = [](const std::string& bytes) {
+        return load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), nullptr, kName);
+    };
+    // Two SETITEM opcodes on the state_dict.
+    Pickler two_setitem;
+    two_setitem.global("collections", "OrderedDict").op(')').op('R');
+    two_setitem.str("w");
+    pth_test::pickle_tensor(two_setitem, t);
+    two_setitem.op('s').str("w");
+    pth_test::pickle_tensor(two_setitem, last);
+    two_setitem.op('s').stop();
+    const std::string file = zip_with(two_setitem.out, {f4});
+    const StateDict s = load_bytes(file);
+    REQUIRE(s.size() == 1);
+    CHECK(s.at("w").shape() == Shape{2});
+    CHECK(s.at("w").byte_offset() == 8);
+    // A checkpoint whose 'state_dict' entry is assigned twice: the last one counts, whichever it is.
+    Pickler good_then_int;
+    good_then_int.op('}').op('(').str("state_dict");
+    good_then_int.op('}').op('(').str("w");
+    pth_test::pickle_tensor(good_then_int, t);
+    good_then_int.op('u').str("state_dict").integer(5).op('u').stop();
+    CHECK_THAT(error_of(zip_with(good_then_int.out, {f4})), Catch::Contains("found a dict with entries 'state_dict' (int 5)"));
+    Pickler int_then_good;
+    int_then_good.op('}').op('(').str("state_dict").integer(5).str("state_dict");
+    int_then_good.op('}').op('(').str("w");
+    pth_test::pickle_tensor(int_then_good, last);
+    int_then_good.op('u').op('u').stop();
+    const std::string file2 = zip_with(int_then_good.out, {f4});
+    CHECK(load_bytes(file2).at("w").shape() == Shape{2});
+    // Keys equal in Python are one key: 1, True and 1.0; two equal tuples; DICT's own pairs.
+    Pickler numbers;
+    numbers.op('}').op('(').integer(1).str("a").op('\x88').str("b").op('G');
+    for (const unsigned char c : {0x3f, 0xf0, 0, 0, 0, 0, 0, 0}) numbers.out += static_cast<char>(c);  // 1.0
+    numbers.str("c").op('u').stop();
+    CHECK_THAT(error_of(zip_with(numbers.out)), Catch::EndsWith("found a dict with entries int 1 (str 'c')"));
+    Pickler tuples;
+    tuples.op('(').int_tuple({1, 2}).str("a").int_tuple({1, 2}).str("b").op('d').stop();
+    CHECK_THAT(error_of(zip_with(tuples.out)), Catch::EndsWith("found a dict with entries tuple of 2 items (str 'b')"));
+    // Still unhashable: a list inside a tuple key.
+    Pickler list_in_key;
+    list_in_key.op('}').op('(').op(']').op('\x85').str("a").op('u').stop();
+    CHECK_THAT(error_of(zip_with(list_in_key.out)), Catch::Contains("a list inside a dict key is unhashable"));
+}
+
+// Issue 11, item 1: one storage, two dtypes. torch.load types a storage once, by its first
+// persistent id (zip and legacy alike: the second id's type is ignored), so a LongStorage view of
+// a FloatStorage's bytes reads as float32 to torch; strata read each view as its own dtype. Now
+// refused, naming both tensors.
+TEST_CASE("catalog pth: a storage viewed with two dtypes is refused, naming both tensors") {
+    const std::string bytes16(16, '\0');
+    auto view = [](const std::string& key, const std::string& type, int64_t numel) {
+        pth_test::TensorSpec t;
+        t.key = key;
+        t.storage_type = type;
+        t.storage_numel = numel;
+        t.shape = {numel};
+        t.strides = {1};
+        return t;
+    };
+    const auto f = view("a", "FloatStorage", 4), l = view("b", "LongStorage", 2), h = view("c", "HalfStorage", 8);
+    CHECK_THAT(error_of(zip_with(pth_test::state_dict_pickle({f, l}), {bytes16})),
+               Catch::Contains("tensor 'b' views storage '0' as int64 but tensor 'a' types it as float32; torch.load "
+                               "keeps a storage's first type, so it would read 'b' as float32"));
+    CHECK_THAT(error_of(zip_with(pth_test::state_dict_pickle({l, f}), {bytes16})),
+               Catch::Contains("tensor 'a' views storage '0' as float32 but tensor 'b' types it as int64"));
+    CHECK_THAT(error_of(zip_with(pth_test::state_dict_pickle({f, h}), {bytes16})),
+               Catch::Contains("tensor 'c' views storage '0' as float16 but tensor 'a' types it as float32"));
+    // The legacy format: the same rule, the same error.
+    std::string legacy = "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.";
+    legacy += std::string("\x80\x02M\xe9\x03.", 6);
+    legacy += std::string("\x80\x02}.", 4);
+    legacy += pth_test::state_dict_pickle({f, l}, true);
+    pth_test::Pickler keys;
+    keys.op(']').op('(').str("0").op('e').stop();
+    legacy += keys.out;
+    put64(legacy, 4);
+    legacy += bytes16;
+    CHECK_THAT(error_of(legacy), Catch::Contains("tensor 'b' views storage '0' as int64 but tensor 'a' types it as float32"));
+    // One dtype, shared: still fine.
+    CHECK(error_of(zip_with(pth_test::state_dict_pickle({f, view("d", "FloatStorage", 4)}), {bytes16})) == "(no error)");
 }
 
 // ---- torch.save legacy -------------------------------------------------------------------------
