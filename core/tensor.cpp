@@ -131,6 +131,7 @@ void Storage::move_to(Device device) {
     device_ = device;
     owned_ = true;
     keep_alive_.reset();
+    source_.reset();
 }
 
 void Storage::share(const std::shared_ptr<Storage>& src, size_t offset) {
@@ -142,6 +143,7 @@ void Storage::share(const std::shared_ptr<Storage>& src, size_t offset) {
     data_ = static_cast<unsigned char*>(src->data_) + offset;
     owned_ = false;
     keep_alive_ = src;
+    source_ = src->source_;
 }
 
 void Storage::make_private() {
@@ -157,6 +159,7 @@ void Storage::make_private() {
     data_ = copy;
     owned_ = true;
     keep_alive_.reset();
+    source_.reset();
 }
 
 Storage::~Storage() {
@@ -236,6 +239,7 @@ bool Tensor::is_channels_last() const {
 
 void* Tensor::raw_data() const {
     STRATA_CHECK(defined(), "access to an undefined tensor");
+    if (const StorageSource* source = storage_->source()) source->check();
     return static_cast<char*>(storage_->data()) + byte_offset_;
 }
 

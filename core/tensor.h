@@ -34,6 +34,16 @@ Shape contiguous_strides(const Shape& shape);
 // [H*W*C, 1, W*C, C]. The CUDA backend may keep activations this way; the shape stays NCHW.
 Shape channels_last_strides(const Shape& nchw);
 
+// Where a borrowed Storage's bytes come from, when that place can change under it: a mapped
+// weight file that someone rewrites or truncates while a model uses it (io/mapped_file.h).
+// check() throws an Error saying so if it has changed; Tensor::raw_data() calls it, so no
+// kernel reads bytes the file no longer holds (or dies of SIGBUS on a truncated one).
+class StorageSource {
+public:
+    virtual ~StorageSource() = default;
+    virtual void check() const = 0;
+};
+
 // A block of bytes. Either allocated by strata (64-byte aligned on the CPU, cudaMalloc'ed on a
 // CUDA device; freed on destruction) or borrowed: caller memory, an mmap'ed file or a block of a
 // CUDA context's memory pool, kept alive (or given back) by `keep_alive` if one is given.
@@ -64,6 +74,10 @@ public:
     // Gives a borrowed Storage memory of its own (a copy); no-op when it owns its memory. Done
     // before writing into a Storage that may share another's bytes.
     void make_private();
+    // The file these bytes are mapped from, checked before each read (see StorageSource); kept
+    // through share(), dropped when the Storage gets memory of its own.
+    void set_source(std::shared_ptr<const StorageSource> source) { source_ = std::move(source); }
+    const StorageSource* source() const { return source_.get(); }
 
 private:
     Storage() = default;
@@ -72,6 +86,7 @@ private:
     Device device_ = Device::CPU;
     bool owned_ = false;
     std::shared_ptr<const void> keep_alive_;
+    std::shared_ptr<const StorageSource> source_;
 };
 
 class Tensor {

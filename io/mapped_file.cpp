@@ -64,12 +64,27 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
         }
         f->data_ = static_cast<const unsigned char*>(p);
     }
-    ::close(fd);
+    f->fd_ = fd;  // kept open for check(): it sees this file even if the path is renamed over
+    f->mtime_ns_ = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
     return f;
 }
 
 MappedFile::~MappedFile() {
     if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+    if (fd_ >= 0) ::close(fd_);
+}
+
+void MappedFile::check() const {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) STRATA_FAIL(path_, ": cannot stat the loaded weight file (", std::strerror(errno), ")");
+    const long long mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+    if (static_cast<size_t>(st.st_size) == size_ && mtime_ns == mtime_ns_) return;
+    STRATA_FAIL(path_, ": the weight file changed on disk after it was loaded (",
+                static_cast<size_t>(st.st_size) == size_ ? "rewritten in place"
+                                                         : "size " + std::to_string(size_) + " -> " +
+                                                               std::to_string(st.st_size) + " bytes",
+                "); the model's weights are no longer what was loaded: load the file again (replace a weight "
+                "file under a running service by renaming a new file over it, which leaves loaded models intact)");
 }
 
 size_t release_file_pages(const void* data, size_t size) {

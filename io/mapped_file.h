@@ -1,13 +1,22 @@
-// A private (copy-on-write) memory map of a whole file (POSIX mmap); the file never changes. Tensors loaded from a file borrow its
-// pages and keep the map alive through a shared_ptr, so loading copies nothing.
+// A private (copy-on-write) memory map of a whole file (POSIX mmap). Tensors loaded from a file
+// borrow its pages and keep the map alive through a shared_ptr, so loading copies nothing.
+//
+// A private map still shows the file's current contents for every page the process has not
+// written to: a file rewritten in place (`cp new.safetensors w.safetensors`) changes those
+// bytes, and one truncated makes reading them a SIGBUS. So the map keeps the file open and
+// records its size and modification time; check() (a StorageSource, run before any tensor's
+// bytes are read) fails with an Error naming the file once either has changed. A file replaced
+// by a rename (a new inode) does not affect the map: it keeps the old file.
 #pragma once
 #include <cstddef>
 #include <memory>
 #include <string>
 
+#include "../core/tensor.h"
+
 namespace strata {
 
-class MappedFile {
+class MappedFile : public StorageSource {
 public:
     // Throws Error naming the path when the file is missing, unreadable or not a regular file (a
     // directory, a FIFO, a device, a socket: refused before opening, so a FIFO never blocks).
@@ -19,12 +28,16 @@ public:
     const unsigned char* data() const { return data_; }
     size_t size() const { return size_; }
     const std::string& path() const { return path_; }
+    // Throws Error when the file's size or modification time is no longer what was mapped.
+    void check() const override;
 
 private:
     MappedFile() = default;
     const unsigned char* data_ = nullptr;
     size_t size_ = 0;
     std::string path_;
+    int fd_ = -1;
+    long long mtime_ns_ = 0;
 };
 
 // Drops from this process's memory the pages of [data, data + size) that are clean pages of a

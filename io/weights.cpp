@@ -101,7 +101,15 @@ StateDict load_from_memory(const unsigned char* data, size_t size,
 
 StateDict load(const std::string& path, const LoadOptions& options, Metadata* metadata) {
     const auto file = MappedFile::open(path);
-    return load_from_memory(file->data(), file->size(), file, path, options, metadata);
+    StateDict state = load_from_memory(file->data(), file->size(), file, path, options, metadata);
+    // Tensors that are views of the map check the file before their bytes are read.
+    const unsigned char* begin = file->data();
+    for (auto& item : state) {
+        Storage& s = *item.second.storage();
+        const auto* p = static_cast<const unsigned char*>(s.data());
+        if (!s.owns_memory() && begin && p >= begin && p < begin + file->size()) s.set_source(file);
+    }
+    return state;
 }
 
 StateDict load(const std::string& path, Metadata* metadata) { return load(path, LoadOptions{}, metadata); }

@@ -4,12 +4,15 @@
 // need size or time: a 200,000-tensor safetensors header that must parse in linear time, pickles
 // built to amplify memory, signals during a write, files changed under a running model.
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <ctime>
+#include <filesystem>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -318,4 +321,68 @@ TEST_CASE("hardening: the unpickler's memory is bounded by 16x the pickle + 64 M
     CHECK_THAT(load_capped(zip_of_pickle(calls)),
                Catch::Contains("the pickle's values take more than " + std::to_string(pickle::memory_budget(calls.size())) +
                                " bytes of memory"));
+}
+
+// A weight file rewritten in place or truncated under a running model (LoadMode::Share, as the
+// CLI loads): the model never computes with bytes the file no longer held when it was loaded,
+// and never dies of SIGBUS; a call that would read the file fails with an Error naming it. Run
+// in a child process, so a SIGBUS would show as the child's signal instead of ending the suite.
+TEST_CASE("hardening: a weight file changed on disk under a running model fails cleanly, never SIGBUS") {
+    enum Change { Overwrite, Truncate };
+    for (const Change change : {Overwrite, Truncate}) {
+        INFO((change == Overwrite ? "rewritten in place" : "truncated"));
+        const Folder dir;
+        const std::string path = dir.path + "/w.safetensors";
+        // conv -> bn -> relu (fused and packed on the first call) -> flatten -> fc (reads its
+        // weights on every call)
+        auto make = [] {
+            return std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+                std::make_shared<Conv2d>(Conv2dOptions(3, 8, 3).bias(false)), std::make_shared<BatchNorm2d>(8),
+                std::make_shared<ReLU>(), std::make_shared<Flatten>(), std::make_shared<Linear>(8 * 6 * 6, 10)});
+        };
+        auto original = make();
+        fill_deterministic(*original, 5);
+        save(original->state_dict(), path);
+        const Tensor x = strata_test::random_tensor({1, 3, 8, 8}, "hardening.disk", 0.0, 1.0);
+        const Tensor want = original->forward(x, RunOptions{Backend::Cpu, 1});
+
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            int code = 0;
+            try {
+                auto model = make();
+                model->load_state_dict(load(path), true, LoadMode::Share);
+                const Tensor first = model->forward(x, RunOptions{Backend::Cpu, 1});
+                if (!strata_test::compare_bitwise(first, want).ok) _exit(10);
+                // Change the file: other bytes of the same size, or half of it gone.
+                if (change == Overwrite) {
+                    std::ofstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+                    const std::string junk(4096, '\x7f');
+                    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) - junk.size()));
+                    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+                } else if (::truncate(path.c_str(), static_cast<off_t>(std::filesystem::file_size(path) / 2)) != 0) {
+                    _exit(11);
+                }
+                // A modification time that surely differs, whatever the file system's granularity.
+                const struct timespec times[2] = {{0, UTIME_OMIT}, {std::time(nullptr) + 5, 0}};
+                if (::utimensat(AT_FDCWD, path.c_str(), times, 0) != 0) _exit(12);
+                try {
+                    model->forward(x, RunOptions{Backend::Cpu, 1});
+                    code = 13;  // computed with the changed file
+                } catch (const Error& e) {
+                    const std::string msg = e.what();
+                    code = msg.find(path) != std::string::npos && msg.find("changed on disk") != std::string::npos ? 0 : 14;
+                }
+            } catch (...) {
+                code = 15;
+            }
+            _exit(code);
+        }
+        int status = 0;
+        REQUIRE(::waitpid(child, &status, 0) == child);
+        REQUIRE_FALSE(WIFSIGNALED(status));
+        REQUIRE(WIFEXITED(status));
+        REQUIRE(WEXITSTATUS(status) == 0);
+    }
 }
