@@ -351,6 +351,7 @@ struct ConvertCommand {
 int main(int argc, char** argv) {
     CLI::App app{"strata: CNN feature extraction (torchvision's IntermediateLayerGetter) in C++"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", "strata " STRATA_VERSION_STRING);  // <strata/version.h>
     FeaturesCommand features;
     BenchCommand bench;
     LayersCommand layers;
@@ -374,6 +375,8 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         std::cerr << "error: " << one_line(e.what()) << "\n";

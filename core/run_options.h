@@ -2,6 +2,7 @@
 // is hidden in globals: the backend, the thread count and, for the CUDA backend, the context
 // (stream, library handles, memory pool, algorithm cache) arrive here, per call.
 #pragma once
+#include <strata/export.h>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -14,7 +15,7 @@ enum class Backend {
     Cuda,       // kernels/cuda: cuDNN, cuBLASLt and small CUDA kernels, on RunOptions::cuda
 };
 
-const char* backend_name(Backend backend);
+STRATA_API const char* backend_name(Backend backend);
 
 // What the CPU backend keeps of a 3x3 stride-1 convolution's weights besides the direct
 // kernel's packed copy (the size of the weights).
@@ -26,7 +27,7 @@ enum class WeightPacking { Fast, Lean };
 
 class CudaContext;  // kernels/cuda_context.h; opaque here, so core sees no CUDA header
 
-struct RunOptions {
+struct STRATA_API RunOptions {
     RunOptions(Backend backend_ = Backend::Cpu, int num_threads_ = 0, std::shared_ptr<CudaContext> cuda_ = nullptr)
         : backend(backend_), num_threads(num_threads_), cuda(std::move(cuda_)) {}
 

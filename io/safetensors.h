@@ -5,6 +5,7 @@
 // Reading validates everything before touching data and borrows aligned tensors from the
 // caller's buffer (an mmap) without copying. F32, F16, BF16 and I64 are supported.
 #pragma once
+#include <strata/export.h>
 #include <map>
 #include <memory>
 #include <string>
@@ -16,11 +17,11 @@ namespace strata {
 using Metadata = std::map<std::string, std::string>;
 
 // `name` is used in error messages (the file path). `keep_alive` owns `data`.
-StateDict read_safetensors(const unsigned char* data, size_t size,
+STRATA_API StateDict read_safetensors(const unsigned char* data, size_t size,
                            std::shared_ptr<const void> keep_alive, const std::string& name,
                            Metadata* metadata = nullptr);
 
 // The bytes of a safetensors file holding `state` (tensors in state order, header padded to 8).
-std::string safetensors_bytes(const StateDict& state, const Metadata& metadata = {});
+STRATA_API std::string safetensors_bytes(const StateDict& state, const Metadata& metadata = {});
 
 }  // namespace strata
