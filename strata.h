@@ -1,5 +1,6 @@
 // strata: the public API in one include. #include <strata/strata.h>
 #pragma once
+#include <strata/version.h>  // generated: STRATA_VERSION_MAJOR/MINOR/PATCH, STRATA_VERSION_STRING
 #include "core/device.h"
 #include "core/error.h"
 #include "io/mapped_file.h"

@@ -405,6 +405,7 @@ int main(int argc, char** argv) {
     strata::remove_temporary_files_on_signals();  // SIGINT/SIGTERM during a write leave no temporary file
     CLI::App app{"strata: CNN feature extraction (torchvision's IntermediateLayerGetter) in C++"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", "strata " STRATA_VERSION_STRING);  // <strata/version.h>
     FeaturesCommand features;
     BenchCommand bench;
     LayersCommand layers;
@@ -428,6 +429,8 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
         std::cerr << "error: " << one_line(e.what()) << "\n";

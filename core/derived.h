@@ -3,6 +3,7 @@
 // weights_version). Safe to call from many threads: a build runs once under the lock, and a
 // caller keeps the shared_ptr it got even if a later load replaces the value.
 #pragma once
+#include <strata/export.h>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -10,7 +11,7 @@
 namespace strata {
 
 // Counts one build for derived_weight_builds() (core/module.h).
-void count_derived_build();
+STRATA_API void count_derived_build();
 
 template <typename T>
 class Derived {

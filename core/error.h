@@ -3,6 +3,7 @@
 // An Error may carry a module path ("layer2.0.conv1"); parents add their child's name as the
 // error travels up (Module::run_child), so messages read "layer2.0.conv1: expected 64 ...".
 #pragma once
+#include <strata/export.h>
 #include <new>
 #include <sstream>
 #include <stdexcept>
@@ -10,7 +11,7 @@
 
 namespace strata {
 
-class Error : public std::runtime_error {
+class STRATA_API Error : public std::runtime_error {
 public:
     explicit Error(const std::string& detail, const std::string& path = "")
         : std::runtime_error(path.empty() ? detail : path + ": " + detail),

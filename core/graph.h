@@ -8,6 +8,7 @@
 // Nodes are in execution order; a node's inputs are earlier nodes. Nothing here computes:
 // IntermediateLayerGetter runs a graph (getter/node_plan.h) and infers its shapes.
 #pragma once
+#include <strata/export.h>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,7 +18,7 @@ namespace strata {
 
 class Module;
 
-struct GraphNode {
+struct STRATA_API GraphNode {
     enum class Op {
         Input,    // the model's input "x"
         Call,     // module->forward(inputs[0])
@@ -31,7 +32,7 @@ struct GraphNode {
     std::vector<int> inputs;
 };
 
-class Graph {
+class STRATA_API Graph {
 public:
     Graph();  // holds the input node "x" (index 0)
     int input() const { return 0; }
@@ -54,6 +55,6 @@ private:
 };
 
 // "a" + "." + "b", or whichever is non-empty.
-std::string join_path(const std::string& a, const std::string& b);
+STRATA_API std::string join_path(const std::string& a, const std::string& b);
 
 }  // namespace strata

@@ -5,6 +5,7 @@
 // forward() is const: after loading, a module is read-only and may be called from many threads
 // at once. Everything a call needs (scratch memory, threads) is created per call.
 #pragma once
+#include <strata/export.h>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -23,7 +24,7 @@ using StateDict = OrderedDict<Tensor>;
 
 // What Module::output_shape throws for a module that has no shape inference (a user's layer):
 // shape inference then says "unknown" from there on instead of failing a call.
-class UnknownShape : public Error {
+class STRATA_API UnknownShape : public Error {
 public:
     using Error::Error;
 };
@@ -40,7 +41,7 @@ public:
 //          again with Copy first gives each parameter memory of its own.
 enum class LoadMode { Copy, Share };
 
-class Module {
+class STRATA_API Module {
 public:
     virtual ~Module() = default;
     Module() = default;
@@ -139,6 +140,6 @@ private:
 
 // How many times derived weights (folded, packed, transformed) have been built in this process.
 // A service can watch it to see that loading one model repacked only that model's layers.
-uint64_t derived_weight_builds();
+STRATA_API uint64_t derived_weight_builds();
 
 }  // namespace strata

@@ -2,6 +2,7 @@
 // is hidden in globals: the backend, the thread count and, for the CUDA backend, the context
 // (stream, library handles, memory pool, algorithm cache) arrive here, per call.
 #pragma once
+#include <strata/export.h>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -15,7 +16,7 @@ enum class Backend {
     Cuda,       // kernels/cuda: cuDNN, cuBLASLt and small CUDA kernels, on RunOptions::cuda
 };
 
-const char* backend_name(Backend backend);
+STRATA_API const char* backend_name(Backend backend);
 
 // What the CPU backend keeps of a 3x3 stride-1 convolution's weights besides the direct
 // kernel's packed copy (the size of the weights).
@@ -27,7 +28,7 @@ enum class WeightPacking { Fast, Lean };
 
 class CudaContext;  // kernels/cuda_context.h; opaque here, so core sees no CUDA header
 
-struct RunOptions {
+struct STRATA_API RunOptions {
     RunOptions(Backend backend_ = Backend::Cpu, int num_threads_ = 0, std::shared_ptr<CudaContext> cuda_ = nullptr)
         : backend(backend_), num_threads(num_threads_), cuda(std::move(cuda_)) {}
 
@@ -50,8 +51,8 @@ struct RunOptions {
 
 // The most threads a call may ask for: 16 per core (omp_get_num_procs()), and at most OpenMP's
 // thread limit (omp_get_thread_limit(), OMP_THREAD_LIMIT).
-int max_threads();
+STRATA_API int max_threads();
 // How max_threads() was reached, for messages: "16 per core x 2 cores".
-std::string max_threads_reason();
+STRATA_API std::string max_threads_reason();
 
 }  // namespace strata

@@ -4,6 +4,7 @@
 // Storage lives on the CPU or on a CUDA device; bytes cross between them only through to(Device)
 // (and copy_from), never implicitly. Device memory comes through core/device.h.
 #pragma once
+#include <strata/export.h>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -18,27 +19,27 @@ namespace strata {
 enum class DType : uint8_t { Float32, Float16, BFloat16, Int64 };
 enum class Device : uint8_t { CPU, CUDA };
 
-size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);   // "float32", "float16", "bfloat16", "int64"
-const char* device_name(Device device); // "cpu", "cuda"
+STRATA_API size_t dtype_size(DType dtype);
+STRATA_API const char* dtype_name(DType dtype);   // "float32", "float16", "bfloat16", "int64"
+STRATA_API const char* device_name(Device device); // "cpu", "cuda"
 
 using Shape = std::vector<int64_t>;
 
 // "[1, 64, 56, 56]", the way Python prints a list.
-std::string shape_str(const Shape& shape);
+STRATA_API std::string shape_str(const Shape& shape);
 // Element count; throws Error on a negative extent or on overflow of int64.
-int64_t shape_numel(const Shape& shape);
+STRATA_API int64_t shape_numel(const Shape& shape);
 // Row-major (C-order) strides in elements.
-Shape contiguous_strides(const Shape& shape);
+STRATA_API Shape contiguous_strides(const Shape& shape);
 // Strides of a 4-D [N, C, H, W] tensor stored as NHWC (PyTorch's channels_last memory format):
 // [H*W*C, 1, W*C, C]. The CUDA backend may keep activations this way; the shape stays NCHW.
-Shape channels_last_strides(const Shape& nchw);
+STRATA_API Shape channels_last_strides(const Shape& nchw);
 
 // Where a borrowed Storage's bytes come from, when that place can change under it: a mapped
 // weight file that someone rewrites or truncates while a model uses it (io/mapped_file.h).
 // check() throws an Error saying so if it has changed; Tensor::raw_data() calls it, so no
 // kernel reads bytes the file no longer holds (or dies of SIGBUS on a truncated one).
-class StorageSource {
+class STRATA_API StorageSource {
 public:
     virtual ~StorageSource() = default;
     virtual void check() const = 0;
@@ -47,7 +48,7 @@ public:
 // A block of bytes. Either allocated by strata (64-byte aligned on the CPU, cudaMalloc'ed on a
 // CUDA device; freed on destruction) or borrowed: caller memory, an mmap'ed file or a block of a
 // CUDA context's memory pool, kept alive (or given back) by `keep_alive` if one is given.
-class Storage {
+class STRATA_API Storage {
 public:
     static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::CPU);
     static std::shared_ptr<Storage> borrow(void* data, size_t nbytes,
@@ -89,7 +90,7 @@ private:
     std::shared_ptr<const StorageSource> source_;
 };
 
-class Tensor {
+class STRATA_API Tensor {
 public:
     Tensor() = default;  // undefined tensor (defined() == false), e.g. a missing bias
     Tensor(std::shared_ptr<Storage> storage, size_t byte_offset, Shape shape, Shape strides,
@@ -159,9 +160,9 @@ template <typename T> T* Tensor::data() const {
 }
 
 // IEEE half and bfloat16 <-> float32, round-to-nearest-even on the way down.
-float half_to_float(uint16_t h);
-uint16_t float_to_half(float f);
-float bfloat16_to_float(uint16_t b);
-uint16_t float_to_bfloat16(float f);
+STRATA_API float half_to_float(uint16_t h);
+STRATA_API uint16_t float_to_half(float f);
+STRATA_API float bfloat16_to_float(uint16_t b);
+STRATA_API uint16_t float_to_bfloat16(float f);
 
 }  // namespace strata

@@ -17,6 +17,7 @@
 // node). Then only the nodes the requests need run, and values are freed after their last use.
 //   IntermediateLayerGetter getter(*model, {{"layer1.0.bn1", "bn"}, {"layer2.0.add", "sum"}});
 #pragma once
+#include <strata/export.h>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,7 +32,7 @@ namespace strata {
 
 using ReturnLayers = std::vector<std::pair<std::string, std::string>>;  // child -> new name
 
-class IntermediateLayerGetter : public Module {
+class STRATA_API IntermediateLayerGetter : public Module {
 public:
     IntermediateLayerGetter(const Module& model, const ReturnLayers& return_layers);
 

@@ -10,6 +10,7 @@
 // The plan holds raw pointers into the model's modules: its owner (IntermediateLayerGetter)
 // keeps them alive.
 #pragma once
+#include <strata/export.h>
 #include <memory>
 #include <string>
 #include <utility>
@@ -23,14 +24,14 @@ namespace strata {
 // What a requested output will be, found by shape inference alone (IntermediateLayerGetter::
 // output_info): its name, shape, channels (dim 1) and stride relative to the input (0 for an
 // output that is not a feature map with a fixed stride, such as pooled or fc outputs).
-struct OutputInfo {
+struct STRATA_API OutputInfo {
     std::string name;
     Shape shape;
     int64_t channels = 0;
     int64_t stride = 0;
 };
 
-class NodePlan {
+class STRATA_API NodePlan {
 public:
     // requests: (node index, name to return it under); returned in execution order.
     NodePlan(const Graph& graph, const std::vector<std::pair<int, std::string>>& requests);

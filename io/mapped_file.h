@@ -8,6 +8,7 @@
 // bytes are read) fails with an Error naming the file once either has changed. A file replaced
 // by a rename (a new inode) does not affect the map: it keeps the old file.
 #pragma once
+#include <strata/export.h>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -16,7 +17,7 @@
 
 namespace strata {
 
-class MappedFile : public StorageSource {
+class STRATA_API MappedFile : public StorageSource {
 public:
     // Throws Error naming the path when the file is missing, unreadable or not a regular file (a
     // directory, a FIFO, a device, a socket: refused before opening, so a FIFO never blocks).
@@ -47,29 +48,29 @@ private:
 // contents seen never change. Page states come from /proc/self/pagemap (Linux); where that is
 // unavailable nothing is dropped. Returns the bytes dropped. Not concurrent with writes to the
 // range.
-size_t release_file_pages(const void* data, size_t size);
+STRATA_API size_t release_file_pages(const void* data, size_t size);
 
 // Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
 // failure never leaves a partial file behind. The temporary has an unpredictable name
 // (PATH.tmp-<64 random bits>) and is created with O_CREAT | O_EXCL | O_NOFOLLOW, so a file or
 // symbolic link planted beside the output cannot redirect the write. Refuses what
 // check_writable refuses. Throws Error naming the path.
-void write_file_atomically(const std::string& path, const std::string& bytes);
+STRATA_API void write_file_atomically(const std::string& path, const std::string& bytes);
 
 // Throws the Error a write to `path` would meet, without writing anything: `path` is empty, a
 // directory or another existing file that is not a regular file (a device, a FIFO, a socket;
 // followed through symbolic links), or its folder is missing, not a folder or not writable.
 // Lets a long run fail before it starts.
-void check_writable(const std::string& path);
+STRATA_API void check_writable(const std::string& path);
 
 // Whether both paths exist and name the same file (same device and inode: through symbolic
 // links and hard links too). Used to refuse an output that would replace an input.
-bool same_file(const std::string& a, const std::string& b);
+STRATA_API bool same_file(const std::string& a, const std::string& b);
 
 // Opt-in, for programs (the CLI calls it first thing): installs handlers for SIGINT, SIGTERM and
 // SIGHUP that remove the temporary files write_file_atomically is writing at that moment, then
 // let the signal take its previous course (by default, ending the process). Signals that are
 // ignored (SIG_IGN, e.g. under nohup) are left alone. Idempotent.
-void remove_temporary_files_on_signals();
+STRATA_API void remove_temporary_files_on_signals();
 
 }  // namespace strata

@@ -5,6 +5,7 @@
 // Reading validates everything before touching data and borrows aligned tensors from the
 // caller's buffer (an mmap) without copying. F32, F16, BF16 and I64 are supported.
 #pragma once
+#include <strata/export.h>
 #include <map>
 #include <memory>
 #include <string>
@@ -16,16 +17,16 @@ namespace strata {
 using Metadata = std::map<std::string, std::string>;
 
 // `name` is used in error messages (the file path). `keep_alive` owns `data`.
-StateDict read_safetensors(const unsigned char* data, size_t size,
+STRATA_API StateDict read_safetensors(const unsigned char* data, size_t size,
                            std::shared_ptr<const void> keep_alive, const std::string& name,
                            Metadata* metadata = nullptr);
 
 // Throws Error unless `name` may name a tensor in a safetensors file: "__metadata__" is the
 // header's key for the metadata, so a tensor of that name would make a file that every reader
 // (strata included) refuses or misreads. `what` starts the message ("--layers new name").
-void check_tensor_name(const std::string& name, const std::string& what);
+STRATA_API void check_tensor_name(const std::string& name, const std::string& what);
 
 // The bytes of a safetensors file holding `state` (refuses a tensor named "__metadata__") (tensors in state order, header padded to 8).
-std::string safetensors_bytes(const StateDict& state, const Metadata& metadata = {});
+STRATA_API std::string safetensors_bytes(const StateDict& state, const Metadata& metadata = {});
 
 }  // namespace strata

@@ -5,6 +5,7 @@
 //   pickle (legacy)    -> pth.h, torch.save(..., _use_new_zipfile_serialization=False)
 // Then the key options below apply, the same for every format.
 #pragma once
+#include <strata/export.h>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,9 +16,9 @@ namespace strata {
 
 enum class WeightFormat { Safetensors, TorchZip, TorchLegacy, Unknown };
 
-WeightFormat detect_weight_format(const unsigned char* data, size_t size);
+STRATA_API WeightFormat detect_weight_format(const unsigned char* data, size_t size);
 
-struct LoadOptions {
+struct STRATA_API LoadOptions {
     // When every key starts with "module." (a torch.nn.DataParallel or DistributedDataParallel
     // checkpoint), remove it, so the keys match the bare model.
     bool strip_data_parallel = true;
@@ -30,20 +31,20 @@ struct LoadOptions {
 };
 
 // `metadata` receives safetensors' __metadata__ (torch.save files have none).
-StateDict load(const std::string& path, Metadata* metadata = nullptr);
-StateDict load(const std::string& path, const LoadOptions& options, Metadata* metadata = nullptr);
+STRATA_API StateDict load(const std::string& path, Metadata* metadata = nullptr);
+STRATA_API StateDict load(const std::string& path, const LoadOptions& options, Metadata* metadata = nullptr);
 // The same for a file already in memory: `keep_alive` owns `data` (tensors may borrow it),
 // `name` is used in errors. This is what the fuzzers call.
-StateDict load_from_memory(const unsigned char* data, size_t size,
+STRATA_API StateDict load_from_memory(const unsigned char* data, size_t size,
                            std::shared_ptr<const void> keep_alive, const std::string& name,
                            const LoadOptions& options = {}, Metadata* metadata = nullptr);
 
 // Writes safetensors atomically (temporary file + rename).
-void save(const StateDict& state, const std::string& path, const Metadata& metadata = {});
+STRATA_API void save(const StateDict& state, const std::string& path, const Metadata& metadata = {});
 
 // For error hints: a prefix P such that most of `expected` keys appear in `found` as P + key
 // ("module.", "backbone.body."), or "" when there is none.
-std::string find_key_prefix(const std::vector<std::string>& found,
+STRATA_API std::string find_key_prefix(const std::vector<std::string>& found,
                             const std::vector<std::string>& expected);
 
 }  // namespace strata

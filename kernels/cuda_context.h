@@ -10,6 +10,7 @@
 // This header has no CUDA include; the implementation is kernels/cuda/context.cu, or
 // kernels/cuda_none.cpp (which throws) in a build without the CUDA backend.
 #pragma once
+#include <strata/export.h>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -19,7 +20,7 @@
 
 namespace strata {
 
-struct CudaOptions {
+struct STRATA_API CudaOptions {
     int device = 0;
     // TF32 tensor cores for convolutions and matrix products. Off by default: fp32 results then
     // match the CPU to about 1e-6 relative; with TF32 (10-bit mantissa products) expect ~1e-3.
@@ -30,7 +31,7 @@ struct CudaOptions {
     int channels_last = -1;
 };
 
-class CudaContext {
+class STRATA_API CudaContext {
 public:
     // Picks options.device, creates the stream and handles. Throws Error naming the reason when
     // the build has no CUDA backend or the machine has no usable device.
@@ -68,7 +69,7 @@ private:
 // Run the call once before capturing (algorithms are searched and weights folded outside the
 // capture). Memory allocated during the capture belongs to the graph. Capture again after
 // Module::to() or loading weights: the graph reads the weights' memory as it was.
-class CudaGraph {
+class STRATA_API CudaGraph {
 public:
     static std::unique_ptr<CudaGraph> capture(CudaContext& ctx, const std::function<void()>& call);
     ~CudaGraph();

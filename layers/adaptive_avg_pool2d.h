@@ -1,11 +1,12 @@
 // AdaptiveAvgPool2d with torch.nn.AdaptiveAvgPool2d's output_size.
 #pragma once
+#include <strata/export.h>
 #include "../core/module.h"
 #include "size2.h"
 
 namespace strata {
 
-class AdaptiveAvgPool2d : public Module {
+class STRATA_API AdaptiveAvgPool2d : public Module {
 public:
     explicit AdaptiveAvgPool2d(Size2 output_size);
     std::string type_name() const override { return "AdaptiveAvgPool2d"; }

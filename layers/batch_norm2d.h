@@ -1,11 +1,12 @@
 // BatchNorm2d in inference mode, with torch.nn.BatchNorm2d's arguments. Parameters `weight`,
 // `bias` [C]; buffers `running_mean`, `running_var` [C] and `num_batches_tracked` (int64, []).
 #pragma once
+#include <strata/export.h>
 #include "../core/module.h"
 
 namespace strata {
 
-class BatchNorm2d : public Module {
+class STRATA_API BatchNorm2d : public Module {
 public:
     explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
                          bool affine = true, bool track_running_stats = true);

@@ -3,6 +3,7 @@
 //   Conv2d(Conv2dOptions(64, 128, 3).stride(2).padding(1).bias(false))   // as libtorch
 //   Conv2d(64, 128, 3, 2, 1, 1, 1, false)                                // the same, positional
 #pragma once
+#include <strata/export.h>
 #include "../core/derived.h"
 #include "../core/module.h"
 #include "../kernels/conv2d.h"
@@ -11,7 +12,7 @@
 namespace strata {
 
 // torch.nn.Conv2d's arguments by name; in, out and kernel_size are required.
-class Conv2dOptions {
+class STRATA_API Conv2dOptions {
 public:
     Conv2dOptions(int64_t in_channels, int64_t out_channels, Size2 kernel_size)
         : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
@@ -29,7 +30,7 @@ private:
     bool bias_ = true;
 };
 
-class Conv2d : public Module {
+class STRATA_API Conv2d : public Module {
 public:
     explicit Conv2d(const Conv2dOptions& o)
         : Conv2d(o.in_channels_, o.out_channels_, o.kernel_size_, o.stride_, o.padding_, o.dilation_, o.groups_,

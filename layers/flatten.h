@@ -1,16 +1,17 @@
 // Flatten (start_dim=1, end_dim=-1 as in torch.nn.Flatten). A view: no data moves (a
 // non-contiguous input is made contiguous first).
 #pragma once
+#include <strata/export.h>
 #include "../core/module.h"
 
 namespace strata {
 
 // Merges dimensions start_dim..end_dim of a tensor into one.
-Tensor flatten(const Tensor& x, int64_t start_dim = 1, int64_t end_dim = -1);
+STRATA_API Tensor flatten(const Tensor& x, int64_t start_dim = 1, int64_t end_dim = -1);
 // The shape flatten() gives a tensor of shape `in`.
-Shape flatten_shape(const Shape& in, int64_t start_dim = 1, int64_t end_dim = -1);
+STRATA_API Shape flatten_shape(const Shape& in, int64_t start_dim = 1, int64_t end_dim = -1);
 
-class Flatten : public Module {
+class STRATA_API Flatten : public Module {
 public:
     explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1)
         : start_dim_(start_dim), end_dim_(end_dim) {}

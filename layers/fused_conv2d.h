@@ -15,6 +15,7 @@
 // BatchNorm's weights_version() moves. Models use it through backend_fuses(): where a backend
 // does not fuse, they run torchvision's unfused lines.
 #pragma once
+#include <strata/export.h>
 #include <memory>
 #include <vector>
 
@@ -25,9 +26,9 @@
 namespace strata {
 
 // Whether `backend` has fused convolution kernels (Cpu and Cuda: yes; Reference: no).
-bool backend_fuses(Backend backend);
+STRATA_API bool backend_fuses(Backend backend);
 
-class FusedConv2d {
+class STRATA_API FusedConv2d {
 public:
     // bn may be null (the convolution's own bias, if any, is kept).
     FusedConv2d(std::shared_ptr<const Conv2d> conv, std::shared_ptr<const BatchNorm2d> bn, bool relu);
@@ -53,10 +54,10 @@ private:
 // The fold above, in double, from host copies of the parameters wherever they live: bias [oc]
 // and scale [oc] (empty without bn), and with `with_weight` the folded weights [oc, c/groups,
 // kh, kw] (the CPU path never makes them: it hands `scale` to the packing functions instead).
-struct FoldedConv2d {
+struct STRATA_API FoldedConv2d {
     Tensor weight, bias;
     std::vector<double> scale;
 };
-FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn, bool with_weight = true);
+STRATA_API FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d* bn, bool with_weight = true);
 
 }  // namespace strata

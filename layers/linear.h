@@ -1,10 +1,11 @@
 // Linear with torch.nn.Linear's arguments: weight [out, in], bias [out]; input [..., in].
 #pragma once
+#include <strata/export.h>
 #include "../core/module.h"
 
 namespace strata {
 
-class Linear : public Module {
+class STRATA_API Linear : public Module {
 public:
     Linear(int64_t in_features, int64_t out_features, bool bias = true);
     std::string type_name() const override { return "Linear"; }

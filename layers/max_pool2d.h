@@ -1,12 +1,13 @@
 // MaxPool2d with torch.nn.MaxPool2d's arguments (stride defaults to kernel_size).
 #pragma once
+#include <strata/export.h>
 #include "../core/module.h"
 #include "../kernels/max_pool2d.h"
 #include "size2.h"
 
 namespace strata {
 
-class MaxPool2d : public Module {
+class STRATA_API MaxPool2d : public Module {
 public:
     // stride 0 means "same as kernel_size", torch's stride=None.
     explicit MaxPool2d(Size2 kernel_size, Size2 stride = 0, Size2 padding = 0, Size2 dilation = 1,

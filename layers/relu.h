@@ -2,11 +2,12 @@
 // into its input, so an output returned by the getter is never overwritten by a later ReLU
 // (torchvision's inplace ReLU does overwrite bn1's output; see docs/GETTER.md).
 #pragma once
+#include <strata/export.h>
 #include "../core/module.h"
 
 namespace strata {
 
-class ReLU : public Module {
+class STRATA_API ReLU : public Module {
 public:
     explicit ReLU(bool inplace = false) : inplace_(inplace) {}
     std::string type_name() const override { return "ReLU"; }
@@ -22,9 +23,9 @@ private:
 
 namespace strata {
 // max(x, 0) on the backend's device (what ReLU::forward runs).
-Tensor relu(const Tensor& x, const RunOptions& options);
+STRATA_API Tensor relu(const Tensor& x, const RunOptions& options);
 // relu(a + b): the join at the end of a residual block. Shapes must be equal (no broadcasting).
-Tensor add_relu(const Tensor& a, const Tensor& b, const RunOptions& options);
+STRATA_API Tensor add_relu(const Tensor& a, const Tensor& b, const RunOptions& options);
 // a + b, the same without the ReLU.
-Tensor add(const Tensor& a, const Tensor& b, const RunOptions& options);
+STRATA_API Tensor add(const Tensor& a, const Tensor& b, const RunOptions& options);
 }  // namespace strata

@@ -9,6 +9,7 @@
 //     requested conv1 keeps its raw convolution, a requested bn1 its BatchNorm output. A fused
 //     group ends at any requested output, so fusion never changes a returned value.
 #pragma once
+#include <strata/export.h>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,7 +19,7 @@
 
 namespace strata {
 
-class Sequential : public Module {
+class STRATA_API Sequential : public Module {
 public:
     // One step of a run: a module, the model's glue before it (Module::child_input_adapter, or
     // nullptr), and the name its output is returned under ("": not returned).

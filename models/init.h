@@ -9,6 +9,7 @@
 // and C++ produce identical float32 values. This is how the tests get full-size ResNet-18
 // weights without committing 47 MB: only inputs and PyTorch's outputs are fixtures.
 #pragma once
+#include <strata/export.h>
 #include <cstdint>
 #include <string>
 
@@ -16,10 +17,10 @@
 
 namespace strata {
 
-uint64_t fnv1a64(const std::string& text);
-uint64_t splitmix64(uint64_t x);
+STRATA_API uint64_t fnv1a64(const std::string& text);
+STRATA_API uint64_t splitmix64(uint64_t x);
 
-class DetStream {
+class STRATA_API DetStream {
 public:
     DetStream(uint64_t seed, const std::string& key) : state_(seed ^ fnv1a64(key)) {}
     double u(uint64_t i) const;  // in [0, 1)
@@ -38,12 +39,12 @@ private:
 //   bn  weight U(0.5, 1.5), bias U(-0.25, 0.25), running_mean U(-0.25, 0.25),
 //       running_var U(0.5, 2.0), num_batches_tracked = 0
 // (BatchNorm tensors are recognised by their key ending in running_mean's siblings.)
-void fill_deterministic(Module& model, uint64_t seed);
+STRATA_API void fill_deterministic(Module& model, uint64_t seed);
 
 // torchvision's ResNet initialisation under a seed: convolutions kaiming_normal_(fan_out, relu),
 // BatchNorm weight 1 and bias 0, Linear as torch.nn.Linear's default (U(-1/sqrt(fan_in), ..)).
 // Normal variates come from the same streams through Box-Muller; equal in distribution to
 // torchvision's, not bit-equal (torch's generator is not reproduced).
-void init_like_torchvision(Module& model, uint64_t seed);
+STRATA_API void init_like_torchvision(Module& model, uint64_t seed);
 
 }  // namespace strata

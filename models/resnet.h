@@ -4,6 +4,7 @@
 // The model's forward flattens avgpool's output before fc; that step is published through
 // child_input_adapter("fc") so IntermediateLayerGetter can reproduce it.
 #pragma once
+#include <strata/export.h>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,7 +20,7 @@ namespace strata {
 namespace models {
 
 // conv3x3 -> bn -> relu -> conv3x3 -> bn, + identity (or downsample(x)), -> relu
-class BasicBlock : public Module {
+class STRATA_API BasicBlock : public Module {
 public:
     static constexpr int64_t expansion = 1;
     BasicBlock(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample);
@@ -36,7 +37,7 @@ private:
 };
 
 // 1x1 -> 3x3 (stride here, torchvision's "ResNet v1.5") -> 1x1 (x4 channels), + identity
-class Bottleneck : public Module {
+class STRATA_API Bottleneck : public Module {
 public:
     static constexpr int64_t expansion = 4;
     Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, std::shared_ptr<Module> downsample);
@@ -54,7 +55,7 @@ private:
 
 enum class BlockKind { Basic, Bottleneck };
 
-class ResNet : public Module {
+class STRATA_API ResNet : public Module {
 public:
     ResNet(BlockKind block, std::vector<int64_t> layers, int64_t num_classes = 1000);
     std::string type_name() const override { return "ResNet"; }
@@ -74,16 +75,16 @@ private:
 enum class Init { Torchvision, None };
 
 // Built and initialised like torchvision's constructors (see init_like_torchvision), under `seed`.
-std::shared_ptr<ResNet> resnet18(int64_t num_classes = 1000, uint64_t seed = 0);
-std::shared_ptr<ResNet> resnet34(int64_t num_classes = 1000, uint64_t seed = 0);
-std::shared_ptr<ResNet> resnet50(int64_t num_classes = 1000, uint64_t seed = 0);
-std::shared_ptr<ResNet> resnet101(int64_t num_classes = 1000, uint64_t seed = 0);
-std::shared_ptr<ResNet> resnet152(int64_t num_classes = 1000, uint64_t seed = 0);
+STRATA_API std::shared_ptr<ResNet> resnet18(int64_t num_classes = 1000, uint64_t seed = 0);
+STRATA_API std::shared_ptr<ResNet> resnet34(int64_t num_classes = 1000, uint64_t seed = 0);
+STRATA_API std::shared_ptr<ResNet> resnet50(int64_t num_classes = 1000, uint64_t seed = 0);
+STRATA_API std::shared_ptr<ResNet> resnet101(int64_t num_classes = 1000, uint64_t seed = 0);
+STRATA_API std::shared_ptr<ResNet> resnet152(int64_t num_classes = 1000, uint64_t seed = 0);
 
 // By name, for the CLI: "resnet18", ..., "resnet152"; an unknown name lists the known ones.
-std::shared_ptr<ResNet> create(const std::string& name, int64_t num_classes = 1000, uint64_t seed = 0,
+STRATA_API std::shared_ptr<ResNet> create(const std::string& name, int64_t num_classes = 1000, uint64_t seed = 0,
                                Init init = Init::Torchvision);
-std::vector<std::string> names();
+STRATA_API std::vector<std::string> names();
 
 }  // namespace models
 }  // namespace strata
