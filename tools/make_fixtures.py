@@ -6,6 +6,8 @@ torch and torchvision, e.g. `/usr/bin/python3 tools/make_fixtures.py`).
     pth/*.pth                       small torch.save files (zip, legacy, checkpoints; --only pth)
     resnet18_<config>.safetensors   ResNet-18 (detgen weights, seed 2024) getter outputs
     detgen_check.safetensors        first values of detgen tensors, to check the C++ generator
+    backbones/                      ResNeXt, Wide ResNet, dilated ResNet-50 outputs, state_dict
+                                    structure (--only backbones)
 
 Reruns give identical files on the same machine (fixed seeds; torch.set_num_threads(2)).
 See tests/fixtures/README.md for the schema.
@@ -497,11 +499,99 @@ def make_pth_fixtures(outdir):
     return written
 
 
+# ------------------------------------------------------------------------------- backbones
+# tests/fixtures/backbones/ (`--only backbones`): the ResNeXt / Wide ResNet / dilated models
+# (detgen weights, outputs subsampled to stay small) and their state_dict structure.
+BACKBONE_SEED = 2024
+BACKBONE_INPUT = (1, 3, 65, 97)
+BACKBONE_RETURN = [("layer4", "out"), ("layer3", "aux"), ("layer2", "l2"), ("layer1", "l1")]
+BACKBONE_CONFIGS = [
+    # name, torchvision builder, replace_stride_with_dilation, input seed
+    ("resnext50_32x4d", "resnext50_32x4d", [False, False, False], 201),
+    ("wide_resnet50_2", "wide_resnet50_2", [False, False, False], 202),
+    ("resnet50_dilation_011", "resnet50", [False, True, True], 203),
+    ("resnet50_dilation_001", "resnet50", [False, False, True], 204),
+]
+STRUCTURE_MODELS = ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+                    "wide_resnet101_2"]
+SUBSAMPLE_VALUES = 4096  # at most this many values per stored output
+
+
+def no_inplace(model):
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    return model.eval()
+
+
+def make_backbone_outputs(outdir):
+    written = []
+    for name, builder, dilation, in_seed in BACKBONE_CONFIGS:
+        model = getattr(torchvision.models, builder)(weights=None, replace_stride_with_dilation=dilation)
+        model.load_state_dict(fill_deterministic(model.state_dict(), BACKBONE_SEED), strict=True)
+        no_inplace(model)
+        x = uniform01(np.random.RandomState(in_seed), BACKBONE_INPUT)
+        outs = IntermediateLayerGetter(model, OrderedDict(BACKBONE_RETURN))(t(x))
+        tensors = OrderedDict([("input", x)])
+        steps, shapes = OrderedDict(), OrderedDict()
+        for new, y in outs.items():
+            y64 = y.double()
+            c, hw = y.shape[1], y.shape[2] * y.shape[3]
+            step = max(1, -(-c * hw // SUBSAMPLE_VALUES))  # ceil
+            steps[new], shapes[new] = step, list(y.shape)
+            tensors["sub." + new] = y[:, ::step].contiguous().numpy()
+            tensors["stats." + new] = np.array([float(y64.sum()), float(y64.abs().sum()),
+                                                float(y64.abs().max())], dtype=np.float32)
+        meta = base_metadata()
+        meta["description"] = ("torchvision.models.%s(replace_stride_with_dilation=%s), detgen weights "
+                               "(seed %d, not stored), getter outputs subsampled" % (builder, dilation,
+                                                                                  BACKBONE_SEED))
+        meta["model"] = builder
+        meta["replace_stride_with_dilation"] = json.dumps(dilation)
+        meta["seed"] = str(BACKBONE_SEED)
+        meta["return_layers"] = json.dumps([list(p) for p in BACKBONE_RETURN])
+        meta["outputs"] = json.dumps(list(outs.keys()))
+        meta["output_shapes"] = json.dumps(shapes)
+        meta["channel_step"] = json.dumps(steps)
+        meta["input_seed"] = str(in_seed)
+        meta["reference"] = ("torchvision IntermediateLayerGetter, eval mode, ReLU inplace=False. "
+                             "'sub.<name>' = out[:, ::channel_step]; 'stats.<name>' = [sum, sum|x|, "
+                             "max|x|] of the full output, computed in float64")
+        path = os.path.join(outdir, name + ".safetensors")
+        save_safetensors(tensors, path, meta)
+        written.append(path)
+    return written
+
+
+def make_backbone_structure(outdir):
+    models = OrderedDict()
+    for name in STRUCTURE_MODELS:
+        sd = getattr(torchvision.models, name)(weights=None).state_dict()
+        models[name] = [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()]
+    doc = OrderedDict([("generator", GENERATOR), ("torch_version", torch.__version__),
+                       ("torchvision_version", torchvision.__version__),
+                       ("description", "torchvision.models.<name>().state_dict(): [key, shape, dtype] "
+                                       "in order"), ("models", models)])
+    path = os.path.join(outdir, "structure.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.write("\n")
+    return path
+
+
+def make_backbone_fixtures(outdir):
+    os.makedirs(outdir, exist_ok=True)
+    written = [os.path.basename(p) for p in make_backbone_outputs(outdir)]
+    written.append(os.path.basename(make_backbone_structure(outdir)))
+    return written
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Writes strata's test fixtures.")
     p.add_argument("--outdir", default=os.path.join(os.path.dirname(HERE), "tests", "fixtures"))
-    p.add_argument("--only", choices=["pth"],
-                   help="write only this group (pth: the torch.save files in OUTDIR/pth)")
+    p.add_argument("--only", choices=["pth", "backbones"],
+                   help="write only this group (pth: the torch.save files in OUTDIR/pth; backbones: "
+                        "OUTDIR/backbones)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -509,6 +599,10 @@ def main(argv=None):
     if args.only == "pth" or args.only is None:
         for name in make_pth_fixtures(os.path.join(args.outdir, "pth")):
             print("pth/" + name)
+    if args.only == "backbones" or args.only is None:
+        with torch.no_grad():
+            for name in make_backbone_fixtures(os.path.join(args.outdir, "backbones")):
+                print("backbones/" + name)
     if args.only is not None:
         return
     with torch.no_grad():
