@@ -88,15 +88,24 @@ std::shared_ptr<strata::models::ResNet> create_model(const std::string& name, co
     }
 }
 
+// The children a run uses: those the getter for `request` keeps (up to the last requested one),
+// or every child when there is no request (the full model). Validates the request.
+std::vector<std::string> kept_children(const strata::Module& model, const strata::ReturnLayers* request) {
+    if (!request) return model.named_children().keys();
+    return strata::IntermediateLayerGetter(model, *request).named_children().keys();
+}
+
 // Notes go to stderr only once the command has succeeded, so a failure prints one line.
+// The file is loaded strictly for the children that run (strata::load_for_request): keys of the
+// children after the last requested one (fc, ...) may be absent, num_batches_tracked may be absent.
 std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& dilation,
                                                    const std::string& weights, const strata::LoadOptions& load_options,
                                                    const strata::ReturnLayers* request, std::string& notes,
                                                    double* load_ms = nullptr) {
-    // With a weight file, every parameter is loaded (strictly): torchvision's init is skipped.
+    // With a weight file, every parameter that runs is loaded: torchvision's init is skipped.
     auto model = create_model(name, dilation, weights.empty() ? strata::models::Init::Torchvision
                                                               : strata::models::Init::None);
-    if (request) strata::IntermediateLayerGetter(*model, *request);  // validates the request first
+    const std::vector<std::string> kept = kept_children(*model, request);
     if (weights.empty()) {
         notes += "note: no --weights given: " + name +
                  " has untrained weights (torchvision-style initialisation, seed 0)\n";
@@ -106,13 +115,25 @@ std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, cons
     const strata::StateDict state = strata::load(weights, load_options);
     try {
         // Shared: the parameters stay in the mapped file (no copy); see strata::LoadMode.
-        model->load_state_dict(state, true, strata::LoadMode::Share);
+        strata::load_for_request(*model, state, kept, strata::LoadMode::Share);
     } catch (const strata::Error& e) {
-        // When the keys only differ by a prefix (a wrapped or sub-model checkpoint), say so.
-        const std::string prefix = strata::find_key_prefix(state.keys(), model->state_dict().keys());
-        if (!prefix.empty())
-            STRATA_FAIL(weights, ": the file's keys start with '", prefix, "': add --strip-prefix ", prefix,
-                        " to load them (", e.what(), ")");
+        // When the keys only differ by a prefix (a wrapped or sub-model checkpoint), say which
+        // --strip-prefix loads the file, after checking that it does.
+        const std::string prefix = strata::find_key_prefix(state.keys(), strata::required_keys(*model, kept));
+        if (!prefix.empty()) {
+            for (const std::string& candidate : {load_options.strip_prefix + prefix,
+                                                 "module." + load_options.strip_prefix + prefix}) {
+                strata::LoadOptions retry = load_options;
+                retry.strip_prefix = candidate;
+                try {
+                    if (!strata::check_for_request(*model, strata::load(weights, retry), kept).empty()) continue;
+                } catch (const strata::Error&) {
+                    continue;
+                }
+                STRATA_FAIL(weights, ": the file's keys start with '", candidate, "': add --strip-prefix ", candidate,
+                            " to load them (", e.what(), ")");
+            }
+        }
         STRATA_FAIL(weights, ": ", e.what());
     }
     if (load_ms)
@@ -182,7 +203,8 @@ struct FeaturesCommand {
         auto* c = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
         c->add_option("--model", model, kModelHelp);
         c->add_option("--dilation", dilation, kDilationHelp);
-        c->add_option("--weights", weights, "weight file: .safetensors or torch.save .pth (format read from the content)");
+        c->add_option("--weights", weights, "weight file: .safetensors or torch.save .pth (format read from the content); "
+                      "loaded strictly for the children that run");
         c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
         c->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
         c->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
@@ -234,7 +256,8 @@ struct BenchCommand {
         auto* c = app.add_subcommand("bench", "time forward calls (model loaded once; only forward is timed)");
         c->add_option("--model", model, kModelHelp);
         c->add_option("--dilation", dilation, kDilationHelp);
-        c->add_option("--weights", weights, "weight file, .safetensors or .pth (default: untrained weights)");
+        c->add_option("--weights", weights, "weight file, .safetensors or .pth (default: untrained weights); "
+                      "loaded strictly for the children that run");
         c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
         c->add_option("--layers", layers, "child:new_name pairs (default: the full model)");
         c->add_option("--batch", batch, "batch size")->check(kPositiveCount)->capture_default_str();
@@ -257,7 +280,7 @@ struct BenchCommand {
         options.packing = packing_from(packing);
         device.configure(options);
         std::string notes;
-        double load_ms = -1;  // strata::load + load_state_dict; stays -1 without --weights
+        double load_ms = -1;  // strata::load + load_for_request; stays -1 without --weights
         const strata::ReturnLayers request = layers.empty() ? strata::ReturnLayers{} : parse_layers(layers);
         if (dilation != kNoDilation) parse_dilation(dilation);
         auto net = make_model(model, dilation, weights, load, layers.empty() ? nullptr : &request, notes, &load_ms);

@@ -188,7 +188,8 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
          "unknown model 'resnet19'; known models: resnet18, resnet34, resnet50, resnet101, resnet152, "
          "resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2"},
         {"weights of another model", "features --model resnet34 --weights {d}/weights.safetensors" + out,
-         "error(s) in loading state_dict for ResNet: missing keys"},
+         "error(s) in loading state_dict for ResNet (children run: conv1, bn1, relu, maxpool, layer1, layer2, "
+         "layer3): missing keys"},
         {"an .npy as weights", "features --weights {d}/good.npy" + out, "good.npy: not a weight file strata knows"},
         {"a model name torchvision does not have", "features --model resnext50" + out,
          "unknown model 'resnext50'; known models: resnet18"},

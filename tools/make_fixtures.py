@@ -7,7 +7,8 @@ torch and torchvision, e.g. `/usr/bin/python3 tools/make_fixtures.py`).
     resnet18_<config>.safetensors   ResNet-18 (detgen weights, seed 2024) getter outputs
     detgen_check.safetensors        first values of detgen tensors, to check the C++ generator
     backbones/                      ResNeXt, Wide ResNet, dilated ResNet-50 outputs, state_dict
-                                    structure (--only backbones)
+                                    structure, small segmentation/detection/getter checkpoints
+                                    (--only backbones)
 
 Reruns give identical files on the same machine (fixed seeds; torch.set_num_threads(2)).
 See tests/fixtures/README.md for the schema.
@@ -501,7 +502,8 @@ def make_pth_fixtures(outdir):
 
 # ------------------------------------------------------------------------------- backbones
 # tests/fixtures/backbones/ (`--only backbones`): the ResNeXt / Wide ResNet / dilated models
-# (detgen weights, outputs subsampled to stay small) and their state_dict structure.
+# (detgen weights, outputs subsampled to stay small), their state_dict structure, and small
+# torch-written checkpoints with the key structure of segmentation, detection and getter files.
 BACKBONE_SEED = 2024
 BACKBONE_INPUT = (1, 3, 65, 97)
 BACKBONE_RETURN = [("layer4", "out"), ("layer3", "aux"), ("layer2", "l2"), ("layer1", "l1")]
@@ -579,10 +581,84 @@ def make_backbone_structure(outdir):
     return path
 
 
+CKPT_SEED = 2025
+CKPT_INPUT = (2, 3, 29, 37)
+
+
+def rounded(sd, dtype):
+    """The state_dict with every float tensor rounded to `dtype` and back (what the file holds)."""
+    return OrderedDict((k, v.to(dtype).float() if v.is_floating_point() else v) for k, v in sd.items())
+
+
+def small_resnet18(norm_layer=None):
+    """torchvision's resnet18 (optionally with FrozenBatchNorm2d), detgen weights by its own keys."""
+    kwargs = {} if norm_layer is None else {"norm_layer": norm_layer}
+    m = torchvision.models.resnet18(weights=None, **kwargs)
+    m.load_state_dict(fill_deterministic(m.state_dict(), CKPT_SEED), strict=True)
+    return no_inplace(m)
+
+
+def make_checkpoints(outdir):
+    """Three torch.save files whose keys are laid out as the checkpoints people have, around a
+    resnet18 truncated after layer1 (a full backbone's weights are too large to commit)."""
+    from torchvision.models.segmentation.deeplabv3 import DeepLabV3
+    from torchvision.models.segmentation.fcn import FCNHead
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import FasterRCNN, TwoMLPHead, FastRCNNPredictor
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    torch.manual_seed(CKPT_SEED)  # the heads' own initialisation
+    x = t(uniform01(np.random.RandomState(205), CKPT_INPUT))
+    expected = OrderedDict([("input", x.numpy())])
+    written = []
+
+    def save_ckpt(model, dtype, fname, body, kind, note):
+        sd = model.state_dict()
+        model.load_state_dict(rounded(sd, dtype))  # run with exactly what the file holds
+        no_inplace(model)
+        with torch.no_grad():
+            outs = body(x)
+        for k, v in outs.items():
+            expected["%s.%s" % (kind, k)] = v.contiguous().numpy()
+        torch.save(OrderedDict((k, v.to(dtype) if v.is_floating_point() else v)
+                               for k, v in model.state_dict().items()), os.path.join(outdir, fname))
+        written.append(fname)
+        notes[kind] = note
+
+    notes = OrderedDict()
+    # (a) segmentation: DeepLabV3's layout (backbone = getter, classifier, aux_classifier).
+    seg = DeepLabV3(IntermediateLayerGetter(small_resnet18(), {"layer1": "out", "maxpool": "aux"}),
+                    FCNHead(64, 3), FCNHead(64, 3))
+    save_ckpt(seg, torch.float16, "ckpt_segmentation.pth", seg.backbone, "segmentation",
+              "DeepLabV3(IntermediateLayerGetter(resnet18, {layer1: out, maxpool: aux}), FCNHead(64, 3), "
+              "FCNHead(64, 3)).state_dict() as float16: keys under backbone., classifier., aux_classifier.")
+    # (b) detection: Faster R-CNN's layout with FrozenBatchNorm2d (no num_batches_tracked).
+    fpn = BackboneWithFPN(small_resnet18(FrozenBatchNorm2d), {"layer1": "0"}, [64], 8)
+    det = FasterRCNN(fpn, box_head=TwoMLPHead(8 * 7 * 7, 16),
+                     box_predictor=FastRCNNPredictor(16, 2))
+    save_ckpt(det, torch.bfloat16, "ckpt_detection.pth", det.backbone.body, "detection",
+              "FasterRCNN(BackboneWithFPN(resnet18(norm_layer=FrozenBatchNorm2d), {layer1: 0}, [64], 8), "
+              "box_head=TwoMLPHead(392, 16), box_predictor=FastRCNNPredictor(16, 2)).state_dict() as bfloat16: keys under backbone.body., "
+              "backbone.fpn., rpn., roi_heads.; no num_batches_tracked, no fc")
+    # (c) a getter's own state_dict: no prefix, truncated after layer1, no fc.
+    getter = IntermediateLayerGetter(small_resnet18(), {"layer1": "feat"})
+    save_ckpt(getter, torch.float16, "ckpt_getter.pth", getter, "getter",
+              "IntermediateLayerGetter(resnet18, {layer1: feat}).state_dict() as float16: conv1 .. layer1")
+    meta = base_metadata()
+    meta["description"] = ("torch's outputs for the backbones of ckpt_*.pth on 'input': "
+                           "'<kind>.<returned name>' (getter outputs, eval mode, the file's rounded weights)")
+    meta["seed"] = str(CKPT_SEED)
+    meta["files"] = json.dumps(notes)
+    save_safetensors(expected, os.path.join(outdir, "ckpt_expected.safetensors"), meta)
+    written.append("ckpt_expected.safetensors")
+    return written
+
+
 def make_backbone_fixtures(outdir):
     os.makedirs(outdir, exist_ok=True)
     written = [os.path.basename(p) for p in make_backbone_outputs(outdir)]
     written.append(os.path.basename(make_backbone_structure(outdir)))
+    written += make_checkpoints(outdir)
     return written
 
 
