@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "io/mapped_file.h"
 #include "core/module.h"
+#include "core/load_for_request.h"
 #include "io/npy.h"
 #include "core/ordered_dict.h"
 #include "models/init.h"

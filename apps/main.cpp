@@ -1,13 +1,14 @@
 // strata: the command-line tool.
-//   strata features --model resnet18 [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors] [--threads N]
-//   strata layers   --model resnet18 [--size 224] [--all]
-//   strata bench    --model resnet18 [--batch 8] [--threads N] [--profile]
+//   strata features --model resnet18 [--dilation 0,1,1] [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors] [--threads N]
+//   strata layers   --model resnet18 [--dilation 0,1,1] [--size 224] [--all]
+//   strata bench    --model resnet18 [--dilation 0,1,1] [--batch 8] [--threads N] [--profile]
 //   strata convert  IN OUT.safetensors [--strip-prefix P]
 // --weights and convert's IN take safetensors or torch.save (.pth) files, told apart by content.
 // Any bad input or usage exits 2 with one line "error: ..." on stderr; outputs are written
 // atomically, so a failed run leaves no partial file.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -51,13 +52,60 @@ strata::ReturnLayers parse_layers(const std::string& spec) {
     return out;
 }
 
+// "0,1,1" -> {false, true, true}: torchvision's replace_stride_with_dilation for layer2..layer4.
+std::array<bool, 3> parse_dilation(const std::string& spec) {
+    std::vector<std::string> items(1);
+    for (char c : spec) {
+        if (c == ',') items.emplace_back();
+        else items.back() += c;
+    }
+    STRATA_CHECK(items.size() == 3, "--dilation '", spec, "': expected three comma-separated 0/1 values "
+                 "(replace_stride_with_dilation for layer2, layer3, layer4), e.g. 0,1,1; got ", items.size());
+    std::array<bool, 3> out{};
+    for (size_t i = 0; i < 3; ++i) {
+        STRATA_CHECK(items[i] == "0" || items[i] == "1", "--dilation '", spec, "': each value must be 0 or 1, got '",
+                     items[i], "'");
+        out[i] = items[i] == "1";
+    }
+    return out;
+}
+
+// --dilation's value when it is not given (any given value, "" included, is parsed).
+const char* const kNoDilation = "\x01";
+
+// The model by name, with --dilation (kNoDilation for none) applied.
+std::shared_ptr<strata::models::ResNet> create_model(const std::string& name, const std::string& dilation,
+                                                     strata::models::Init init) {
+    strata::models::ResNetOptions options;
+    options.init = init;
+    const bool given = dilation != kNoDilation;
+    if (given) options.replace_stride_with_dilation = parse_dilation(dilation);
+    try {
+        return strata::models::create(name, options);
+    } catch (const strata::Error& e) {
+        if (!given || std::string(e.what()).find("dilation") == std::string::npos) throw;
+        STRATA_FAIL("--dilation ", dilation, ": ", e.what());
+    }
+}
+
+// The children a run uses: those the getter for `request` keeps (up to the last requested one),
+// or every child when there is no request (the full model). Validates the request.
+std::vector<std::string> kept_children(const strata::Module& model, const strata::ReturnLayers* request) {
+    if (!request) return model.named_children().keys();
+    return strata::IntermediateLayerGetter(model, *request).named_children().keys();
+}
+
 // Notes go to stderr only once the command has succeeded, so a failure prints one line.
-std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& weights,
-                                                   const strata::LoadOptions& load_options, std::string& notes,
+// The file is loaded strictly for the children that run (strata::load_for_request): keys of the
+// children after the last requested one (fc, ...) may be absent, num_batches_tracked may be absent.
+std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, const std::string& dilation,
+                                                   const std::string& weights, const strata::LoadOptions& load_options,
+                                                   const strata::ReturnLayers* request, std::string& notes,
                                                    double* load_ms = nullptr) {
-    // With a weight file, every parameter is loaded (strictly): torchvision's init is skipped.
-    auto model = strata::models::create(name, 1000, 0,
-                                        weights.empty() ? strata::models::Init::Torchvision : strata::models::Init::None);
+    // With a weight file, every parameter that runs is loaded: torchvision's init is skipped.
+    auto model = create_model(name, dilation, weights.empty() ? strata::models::Init::Torchvision
+                                                              : strata::models::Init::None);
+    const std::vector<std::string> kept = kept_children(*model, request);
     if (weights.empty()) {
         notes += "note: no --weights given: " + name +
                  " has untrained weights (torchvision-style initialisation, seed 0)\n";
@@ -67,13 +115,25 @@ std::shared_ptr<strata::models::ResNet> make_model(const std::string& name, cons
     const strata::StateDict state = strata::load(weights, load_options);
     try {
         // Shared: the parameters stay in the mapped file (no copy); see strata::LoadMode.
-        model->load_state_dict(state, true, strata::LoadMode::Share);
+        strata::load_for_request(*model, state, kept, strata::LoadMode::Share);
     } catch (const strata::Error& e) {
-        // When the keys only differ by a prefix (a wrapped or sub-model checkpoint), say so.
-        const std::string prefix = strata::find_key_prefix(state.keys(), model->state_dict().keys());
-        if (!prefix.empty())
-            STRATA_FAIL(weights, ": the file's keys start with '", prefix, "': add --strip-prefix ", prefix,
-                        " to load them (", e.what(), ")");
+        // When the keys only differ by a prefix (a wrapped or sub-model checkpoint), say which
+        // --strip-prefix loads the file, after checking that it does.
+        const std::string prefix = strata::find_key_prefix(state.keys(), strata::required_keys(*model, kept));
+        if (!prefix.empty()) {
+            for (const std::string& candidate : {load_options.strip_prefix + prefix,
+                                                 "module." + load_options.strip_prefix + prefix}) {
+                strata::LoadOptions retry = load_options;
+                retry.strip_prefix = candidate;
+                try {
+                    if (!strata::check_for_request(*model, strata::load(weights, retry), kept).empty()) continue;
+                } catch (const strata::Error&) {
+                    continue;
+                }
+                STRATA_FAIL(weights, ": the file's keys start with '", candidate, "': add --strip-prefix ", candidate,
+                            " to load them (", e.what(), ")");
+            }
+        }
         STRATA_FAIL(weights, ": ", e.what());
     }
     if (load_ms)
@@ -160,9 +220,14 @@ strata::WeightPacking packing_from(const std::string& name) {
     return name == "lean" ? strata::WeightPacking::Lean : strata::WeightPacking::Fast;
 }
 
+const char* kDilationHelp = "replace_stride_with_dilation for layer2,layer3,layer4 as three 0/1 values, e.g. 0,1,1 "
+                            "(DeepLabV3/FCN); Bottleneck models only";
+const char* kModelHelp = "model name: resnet18, resnet34, resnet50, resnet101, resnet152, resnext50_32x4d, "
+                         "resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2";
+
 // ---- strata features ---------------------------------------------------------------------------
 struct FeaturesCommand {
-    std::string model = "resnet18", weights, input, layers = kDefaultLayers, out_path;
+    std::string model = "resnet18", dilation = kNoDilation, weights, input, layers = kDefaultLayers, out_path;
     std::string packing = "lean";  // one call: Winograd's weight transform would cost more than it saves
     strata::LoadOptions load;
     int threads = 0;
@@ -173,8 +238,10 @@ struct FeaturesCommand {
 
     CLI::App* add_to(CLI::App& app) {
         auto* c = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
-        c->add_option("--model", model, "model name (resnet18, resnet34, resnet50, ...)");
-        c->add_option("--weights", weights, "weight file: .safetensors or torch.save .pth (format read from the content)");
+        c->add_option("--model", model, kModelHelp);
+        c->add_option("--dilation", dilation, kDilationHelp);
+        c->add_option("--weights", weights, "weight file: .safetensors or torch.save .pth (format read from the content); "
+                      "loaded strictly for the children that run");
         c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
         c->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
         c->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
@@ -192,6 +259,7 @@ struct FeaturesCommand {
         set_activation_limit(options, max_activation_mb, activation_option);
         device.configure(options);
         const strata::ReturnLayers return_layers = parse_layers(layers);
+        if (dilation != kNoDilation) parse_dilation(dilation);  // usage errors before any file is touched
         const bool write = out_option->count() > 0;
         if (write) {  // fail before the work, not after
             STRATA_CHECK(!out_path.empty(), "--out is empty; give a file name");
@@ -201,7 +269,7 @@ struct FeaturesCommand {
                 strata::check_tensor_name(item.second, "--layers new name");
         }
         std::string notes;
-        auto net = make_model(model, weights, load, notes);
+        auto net = make_model(model, dilation, weights, load, &return_layers, notes);
         const strata::IntermediateLayerGetter getter(*net, return_layers);
         device.move(*net);
         const strata::Tensor x = input.empty() ? default_input() : strata::load_npy(input);
@@ -211,7 +279,9 @@ struct FeaturesCommand {
         if (write) {
             strata::StateDict state;
             for (const auto& [name, t] : out) state.insert(name, t);
-            strata::save(state, out_path, {{"model", model}, {"layers", layers}});
+            strata::Metadata metadata{{"model", model}, {"layers", layers}};
+            if (dilation != kNoDilation) metadata["dilation"] = dilation;
+            strata::save(state, out_path, metadata);
         }
         std::cout << python_list(out) << "\n";
         std::cerr << notes;
@@ -220,7 +290,7 @@ struct FeaturesCommand {
 
 // ---- strata bench ------------------------------------------------------------------------------
 struct BenchCommand {
-    std::string model = "resnet18", weights, layers, packing = "fast";
+    std::string model = "resnet18", dilation = kNoDilation, weights, layers, packing = "fast";
     strata::LoadOptions load;
     int threads = 0, warmup = 3, iters = 30;
     int64_t batch = 1, size = 224, max_activation_mb = 0;
@@ -231,8 +301,10 @@ struct BenchCommand {
 
     CLI::App* add_to(CLI::App& app) {
         auto* c = app.add_subcommand("bench", "time forward calls (model loaded once; only forward is timed)");
-        c->add_option("--model", model, "model name");
-        c->add_option("--weights", weights, "weight file, .safetensors or .pth (default: untrained weights)");
+        c->add_option("--model", model, kModelHelp);
+        c->add_option("--dilation", dilation, kDilationHelp);
+        c->add_option("--weights", weights, "weight file, .safetensors or .pth (default: untrained weights); "
+                      "loaded strictly for the children that run");
         c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
         c->add_option("--layers", layers, "child:new_name pairs (default: the full model)");
         c->add_option("--batch", batch, "batch size")->check(kPositiveCount)->capture_default_str();
@@ -257,12 +329,14 @@ struct BenchCommand {
         set_activation_limit(options, max_activation_mb, activation_option);
         device.configure(options);
         std::string notes;
-        double load_ms = -1;  // strata::load + load_state_dict; stays -1 without --weights
-        auto net = make_model(model, weights, load, notes, &load_ms);
+        double load_ms = -1;  // strata::load + load_for_request; stays -1 without --weights
+        const strata::ReturnLayers request = layers.empty() ? strata::ReturnLayers{} : parse_layers(layers);
+        if (dilation != kNoDilation) parse_dilation(dilation);
+        auto net = make_model(model, dilation, weights, load, layers.empty() ? nullptr : &request, notes, &load_ms);
         device.move(*net);
         const strata::Tensor x = device.input(strata::Tensor::full({batch, 3, size, size}, 0.5f));
         std::unique_ptr<strata::IntermediateLayerGetter> getter;
-        if (!layers.empty()) getter = std::make_unique<strata::IntermediateLayerGetter>(*net, parse_layers(layers));
+        if (!layers.empty()) getter = std::make_unique<strata::IntermediateLayerGetter>(*net, request);
         const auto call = device.timed([&] {
             if (getter) (*getter)(x, options);
             else net->forward(x, options);
@@ -291,10 +365,10 @@ struct BenchCommand {
                              ", \"profile\": " +
                              strata_cli::profile_children_json(*net, x, options, warmup, iters, peak_gflops);
         }
-        std::printf("{\"model\": \"%s\", \"layers\": \"%s\", \"batch\": %lld, \"size\": %lld, "
+        std::printf("{\"model\": \"%s\", \"dilation\": \"%s\", \"layers\": \"%s\", \"batch\": %lld, \"size\": %lld, "
                     "\"threads\": %d, \"warmup\": %d, \"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
                     "\"mean_ms\": %.3f, \"images_per_s\": %.2f, \"first_ms\": %.3f, \"load_ms\": %s%s}\n",
-                    model.c_str(), layers.empty() ? "(full model)" : layers.c_str(), static_cast<long long>(batch),
+                    model.c_str(), dilation == kNoDilation ? "0,0,0" : dilation.c_str(), layers.empty() ? "(full model)" : layers.c_str(), static_cast<long long>(batch),
                     static_cast<long long>(size), options.threads(), std::max(warmup, 1), iters, stats.median_ms,
                     stats.min_ms, stats.mean_ms, 1000.0 * static_cast<double>(batch) / stats.median_ms, first_ms,
                     load_field, profile_fields.c_str());
@@ -306,14 +380,15 @@ struct BenchCommand {
 // ---- strata layers -----------------------------------------------------------------------------
 // Shapes, channels and strides by shape inference: no forward pass, no weights initialised.
 struct LayersCommand {
-    std::string model = "resnet18", size = "224";
+    std::string model = "resnet18", size = "224", dilation = kNoDilation;
     int64_t batch = 1;
     bool all = false, nodes = false;
 
     CLI::App* add_to(CLI::App& app) {
         auto* c = app.add_subcommand("layers", "list the model's children (or --nodes: every graph node) with output "
                                                "shape, channels and stride, by shape inference");
-        c->add_option("--model", model, "model name");
+        c->add_option("--model", model, kModelHelp);
+        c->add_option("--dilation", dilation, kDilationHelp);
         c->add_option("--size", size, "input size: HxW, or one number for a square")->capture_default_str();
         c->add_option("--batch", batch, "batch size")->check(kPositiveCount)->capture_default_str();
         c->add_flag("--nodes", nodes, "every node a --layers request may name (torch.fx's names: layer1.0.conv1, "
@@ -343,7 +418,8 @@ struct LayersCommand {
 
     void run() const {
         const auto [h, w] = parse_size(size);
-        auto net = strata::models::create(model, 1000, 0, strata::models::Init::None);
+        // Only shapes are reported: the weights are left as the layers make them (no init work).
+        auto net = create_model(model, dilation, strata::models::Init::None);
         if (all) {
             for (const auto& [path, m] : net->named_modules())
                 if (!path.empty())

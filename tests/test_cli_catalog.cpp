@@ -256,10 +256,38 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
          "reserved.pth: tensor name '__metadata__' is reserved"},
         {"bench --batch a word", "bench --batch many", "--batch: expected a whole number from 1 to 2147483647, got 'many'"},
         {"an unknown model", "features --model resnet19" + out,
-         "unknown model 'resnet19'; known models: resnet18, resnet34, resnet50, resnet101, resnet152"},
+         "unknown model 'resnet19'; known models: resnet18, resnet34, resnet50, resnet101, resnet152, "
+         "resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2"},
         {"weights of another model", "features --model resnet34 --weights {d}/weights.safetensors" + out,
-         "error(s) in loading state_dict for ResNet: missing keys"},
+         "error(s) in loading state_dict for ResNet (children run: conv1, bn1, relu, maxpool, layer1, layer2, "
+         "layer3): missing keys"},
         {"an .npy as weights", "features --weights {d}/good.npy" + out, "good.npy: not a weight file strata knows"},
+        {"a model name torchvision does not have", "features --model resnext50" + out,
+         "unknown model 'resnext50'; known models: resnet18"},
+        {"bench: an unknown model", "bench --model wide_resnet18_2 --iters 1", "unknown model 'wide_resnet18_2'"},
+        // --dilation: three 0/1 values, Bottleneck models only (torchvision refuses it for BasicBlock)
+        {"--dilation with two values", "features --model resnet50 --dilation 0,1" + out,
+         "--dilation '0,1': expected three comma-separated 0/1 values (replace_stride_with_dilation for layer2, "
+         "layer3, layer4), e.g. 0,1,1; got 2"},
+        {"--dilation with four values", "features --model resnet50 --dilation 0,1,1,1" + out,
+         "--dilation '0,1,1,1': expected three comma-separated 0/1 values"},
+        {"--dilation empty", "features --model resnet50 --dilation ''" + out,
+         "--dilation '': expected three comma-separated 0/1 values (replace_stride_with_dilation for layer2, "
+         "layer3, layer4), e.g. 0,1,1; got 1"},
+        {"--dilation not 0/1", "features --model resnet50 --dilation 0,2,1" + out,
+         "--dilation '0,2,1': each value must be 0 or 1, got '2'"},
+        {"--dilation as words", "features --model resnet50 --dilation false,true,true" + out,
+         "--dilation 'false,true,true': each value must be 0 or 1, got 'false'"},
+        {"--dilation with an empty entry", "features --model resnet50 --dilation 0,,1" + out,
+         "--dilation '0,,1': each value must be 0 or 1, got ''"},
+        {"--dilation on resnet18", "features --model resnet18 --dilation 0,1,1" + out,
+         "--dilation 0,1,1: resnet18: dilation > 1 is not supported in BasicBlock (got dilation 2), as in "
+         "torchvision; replace_stride_with_dilation needs a Bottleneck model"},
+        {"--dilation on resnet34, layer4 only", "features --model resnet34 --dilation 0,0,1" + out,
+         "--dilation 0,0,1: resnet34: dilation > 1 is not supported in BasicBlock"},
+        {"bench: --dilation on resnet18", "bench --model resnet18 --dilation 1,0,0 --iters 1",
+         "--dilation 1,0,0: resnet18: dilation > 1 is not supported in BasicBlock"},
+        {"layers: a bad --dilation", "layers --model resnet50 --dilation 1", "--dilation '1': expected three"},
     };
 
     // Unreadable and unwritable need permission bits that bind this process's children.

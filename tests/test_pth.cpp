@@ -229,7 +229,7 @@ TEST_CASE("cli: .pth weights give features bitwise equal to the same weights in 
 TEST_CASE("cli: a .pth with a wrong-shaped tensor and a missing key: one error naming both, exit 2") {
     StateDict bad;
     for (const auto& [k, t] : resnet18_state())
-        if (k != "fc.bias") bad.insert(k, k == "layer2.0.conv1.weight" ? Tensor::zeros({128, 64, 1, 1}) : t);
+        if (k != "layer2.1.bn1.bias") bad.insert(k, k == "layer2.0.conv1.weight" ? Tensor::zeros({128, 64, 1, 1}) : t);
     write_bytes(tmp("bad.pth"), pth_test::torch_zip(bad));
     std::remove(tmp("never.safetensors").c_str());
     const Run r = run_cli("features --weights " + tmp("bad.pth") + " --out " + tmp("never.safetensors"));
@@ -238,7 +238,7 @@ TEST_CASE("cli: a .pth with a wrong-shaped tensor and a missing key: one error n
     REQUIRE(r.out.empty());
     REQUIRE(r.err.rfind("error: ", 0) == 0);
     REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-    REQUIRE(r.err.find("missing keys (1): fc.bias") != std::string::npos);
+    REQUIRE(r.err.find("missing keys (1): layer2.1.bn1.bias") != std::string::npos);
     REQUIRE(r.err.find("layer2.0.conv1.weight (expected [128, 64, 3, 3], found [128, 64, 1, 1])") != std::string::npos);
     REQUIRE_FALSE(std::ifstream(tmp("never.safetensors")).good());
 }

@@ -7,6 +7,9 @@ torch and torchvision, e.g. `/usr/bin/python3 tools/make_fixtures.py`).
     nodes_<model>.safetensors       FX create_feature_extractor over every node (--only nodes)
     resnet18_<config>.safetensors   ResNet-18 (detgen weights, seed 2024) getter outputs
     detgen_check.safetensors        first values of detgen tensors, to check the C++ generator
+    backbones/                      ResNeXt, Wide ResNet, dilated ResNet-50 outputs, state_dict
+                                    structure, small segmentation/detection/getter checkpoints
+                                    (--only backbones)
 
 Reruns give identical files on the same machine (fixed seeds; torch.set_num_threads(2)).
 See tests/fixtures/README.md for the schema.
@@ -565,12 +568,174 @@ def make_pth_fixtures(outdir):
     return written
 
 
+# ------------------------------------------------------------------------------- backbones
+# tests/fixtures/backbones/ (`--only backbones`): the ResNeXt / Wide ResNet / dilated models
+# (detgen weights, outputs subsampled to stay small), their state_dict structure, and small
+# torch-written checkpoints with the key structure of segmentation, detection and getter files.
+BACKBONE_SEED = 2024
+BACKBONE_INPUT = (1, 3, 65, 97)
+BACKBONE_RETURN = [("layer4", "out"), ("layer3", "aux"), ("layer2", "l2"), ("layer1", "l1")]
+BACKBONE_CONFIGS = [
+    # name, torchvision builder, replace_stride_with_dilation, input seed
+    ("resnext50_32x4d", "resnext50_32x4d", [False, False, False], 201),
+    ("wide_resnet50_2", "wide_resnet50_2", [False, False, False], 202),
+    ("resnet50_dilation_011", "resnet50", [False, True, True], 203),
+    ("resnet50_dilation_001", "resnet50", [False, False, True], 204),
+]
+STRUCTURE_MODELS = ["resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+                    "wide_resnet101_2"]
+SUBSAMPLE_VALUES = 4096  # at most this many values per stored output
+
+
+def no_inplace(model):
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    return model.eval()
+
+
+def make_backbone_outputs(outdir):
+    written = []
+    for name, builder, dilation, in_seed in BACKBONE_CONFIGS:
+        model = getattr(torchvision.models, builder)(weights=None, replace_stride_with_dilation=dilation)
+        model.load_state_dict(fill_deterministic(model.state_dict(), BACKBONE_SEED), strict=True)
+        no_inplace(model)
+        x = uniform01(np.random.RandomState(in_seed), BACKBONE_INPUT)
+        outs = IntermediateLayerGetter(model, OrderedDict(BACKBONE_RETURN))(t(x))
+        tensors = OrderedDict([("input", x)])
+        steps, shapes = OrderedDict(), OrderedDict()
+        for new, y in outs.items():
+            y64 = y.double()
+            c, hw = y.shape[1], y.shape[2] * y.shape[3]
+            step = max(1, -(-c * hw // SUBSAMPLE_VALUES))  # ceil
+            steps[new], shapes[new] = step, list(y.shape)
+            tensors["sub." + new] = y[:, ::step].contiguous().numpy()
+            tensors["stats." + new] = np.array([float(y64.sum()), float(y64.abs().sum()),
+                                                float(y64.abs().max())], dtype=np.float32)
+        meta = base_metadata()
+        meta["description"] = ("torchvision.models.%s(replace_stride_with_dilation=%s), detgen weights "
+                               "(seed %d, not stored), getter outputs subsampled" % (builder, dilation,
+                                                                                  BACKBONE_SEED))
+        meta["model"] = builder
+        meta["replace_stride_with_dilation"] = json.dumps(dilation)
+        meta["seed"] = str(BACKBONE_SEED)
+        meta["return_layers"] = json.dumps([list(p) for p in BACKBONE_RETURN])
+        meta["outputs"] = json.dumps(list(outs.keys()))
+        meta["output_shapes"] = json.dumps(shapes)
+        meta["channel_step"] = json.dumps(steps)
+        meta["input_seed"] = str(in_seed)
+        meta["reference"] = ("torchvision IntermediateLayerGetter, eval mode, ReLU inplace=False. "
+                             "'sub.<name>' = out[:, ::channel_step]; 'stats.<name>' = [sum, sum|x|, "
+                             "max|x|] of the full output, computed in float64")
+        path = os.path.join(outdir, name + ".safetensors")
+        save_safetensors(tensors, path, meta)
+        written.append(path)
+    return written
+
+
+def make_backbone_structure(outdir):
+    models = OrderedDict()
+    for name in STRUCTURE_MODELS:
+        sd = getattr(torchvision.models, name)(weights=None).state_dict()
+        models[name] = [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sd.items()]
+    doc = OrderedDict([("generator", GENERATOR), ("torch_version", torch.__version__),
+                       ("torchvision_version", torchvision.__version__),
+                       ("description", "torchvision.models.<name>().state_dict(): [key, shape, dtype] "
+                                       "in order"), ("models", models)])
+    path = os.path.join(outdir, "structure.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.write("\n")
+    return path
+
+
+CKPT_SEED = 2025
+CKPT_INPUT = (2, 3, 29, 37)
+
+
+def rounded(sd, dtype):
+    """The state_dict with every float tensor rounded to `dtype` and back (what the file holds)."""
+    return OrderedDict((k, v.to(dtype).float() if v.is_floating_point() else v) for k, v in sd.items())
+
+
+def small_resnet18(norm_layer=None):
+    """torchvision's resnet18 (optionally with FrozenBatchNorm2d), detgen weights by its own keys."""
+    kwargs = {} if norm_layer is None else {"norm_layer": norm_layer}
+    m = torchvision.models.resnet18(weights=None, **kwargs)
+    m.load_state_dict(fill_deterministic(m.state_dict(), CKPT_SEED), strict=True)
+    return no_inplace(m)
+
+
+def make_checkpoints(outdir):
+    """Three torch.save files whose keys are laid out as the checkpoints people have, around a
+    resnet18 truncated after layer1 (a full backbone's weights are too large to commit)."""
+    from torchvision.models.segmentation.deeplabv3 import DeepLabV3
+    from torchvision.models.segmentation.fcn import FCNHead
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.faster_rcnn import FasterRCNN, TwoMLPHead, FastRCNNPredictor
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    torch.manual_seed(CKPT_SEED)  # the heads' own initialisation
+    x = t(uniform01(np.random.RandomState(205), CKPT_INPUT))
+    expected = OrderedDict([("input", x.numpy())])
+    written = []
+
+    def save_ckpt(model, dtype, fname, body, kind, note):
+        sd = model.state_dict()
+        model.load_state_dict(rounded(sd, dtype))  # run with exactly what the file holds
+        no_inplace(model)
+        with torch.no_grad():
+            outs = body(x)
+        for k, v in outs.items():
+            expected["%s.%s" % (kind, k)] = v.contiguous().numpy()
+        torch.save(OrderedDict((k, v.to(dtype) if v.is_floating_point() else v)
+                               for k, v in model.state_dict().items()), os.path.join(outdir, fname))
+        written.append(fname)
+        notes[kind] = note
+
+    notes = OrderedDict()
+    # (a) segmentation: DeepLabV3's layout (backbone = getter, classifier, aux_classifier).
+    seg = DeepLabV3(IntermediateLayerGetter(small_resnet18(), {"layer1": "out", "maxpool": "aux"}),
+                    FCNHead(64, 3), FCNHead(64, 3))
+    save_ckpt(seg, torch.float16, "ckpt_segmentation.pth", seg.backbone, "segmentation",
+              "DeepLabV3(IntermediateLayerGetter(resnet18, {layer1: out, maxpool: aux}), FCNHead(64, 3), "
+              "FCNHead(64, 3)).state_dict() as float16: keys under backbone., classifier., aux_classifier.")
+    # (b) detection: Faster R-CNN's layout with FrozenBatchNorm2d (no num_batches_tracked).
+    fpn = BackboneWithFPN(small_resnet18(FrozenBatchNorm2d), {"layer1": "0"}, [64], 8)
+    det = FasterRCNN(fpn, box_head=TwoMLPHead(8 * 7 * 7, 16),
+                     box_predictor=FastRCNNPredictor(16, 2))
+    save_ckpt(det, torch.bfloat16, "ckpt_detection.pth", det.backbone.body, "detection",
+              "FasterRCNN(BackboneWithFPN(resnet18(norm_layer=FrozenBatchNorm2d), {layer1: 0}, [64], 8), "
+              "box_head=TwoMLPHead(392, 16), box_predictor=FastRCNNPredictor(16, 2)).state_dict() as bfloat16: keys under backbone.body., "
+              "backbone.fpn., rpn., roi_heads.; no num_batches_tracked, no fc")
+    # (c) a getter's own state_dict: no prefix, truncated after layer1, no fc.
+    getter = IntermediateLayerGetter(small_resnet18(), {"layer1": "feat"})
+    save_ckpt(getter, torch.float16, "ckpt_getter.pth", getter, "getter",
+              "IntermediateLayerGetter(resnet18, {layer1: feat}).state_dict() as float16: conv1 .. layer1")
+    meta = base_metadata()
+    meta["description"] = ("torch's outputs for the backbones of ckpt_*.pth on 'input': "
+                           "'<kind>.<returned name>' (getter outputs, eval mode, the file's rounded weights)")
+    meta["seed"] = str(CKPT_SEED)
+    meta["files"] = json.dumps(notes)
+    save_safetensors(expected, os.path.join(outdir, "ckpt_expected.safetensors"), meta)
+    written.append("ckpt_expected.safetensors")
+    return written
+
+
+def make_backbone_fixtures(outdir):
+    os.makedirs(outdir, exist_ok=True)
+    written = [os.path.basename(p) for p in make_backbone_outputs(outdir)]
+    written.append(os.path.basename(make_backbone_structure(outdir)))
+    written += make_checkpoints(outdir)
+    return written
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Writes strata's test fixtures.")
     p.add_argument("--outdir", default=os.path.join(os.path.dirname(HERE), "tests", "fixtures"))
-    p.add_argument("--only", choices=["pth", "nodes"],
+    p.add_argument("--only", choices=["pth", "nodes", "backbones"],
                    help="write only this group (pth: the torch.save files in OUTDIR/pth; nodes: the FX "
-                        "node fixtures nodes_*.safetensors)")
+                        "node fixtures nodes_*.safetensors; backbones: OUTDIR/backbones)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -582,6 +747,10 @@ def main(argv=None):
         with torch.no_grad():
             for path in make_node_fixtures(args.outdir):
                 print(os.path.basename(path))
+    if args.only == "backbones" or args.only is None:
+        with torch.no_grad():
+            for name in make_backbone_fixtures(os.path.join(args.outdir, "backbones")):
+                print("backbones/" + name)
     if args.only is not None:
         return
     with torch.no_grad():
