@@ -6,6 +6,7 @@
 // it is cheaper to give each thread whole images, run single-threaded: no barriers inside the
 // layer, and each core's working set is one image's. This helper does that split.
 #pragma once
+#include "parallel_errors.h"
 #include <cstdint>
 
 #include "../conv2d.h"
@@ -30,12 +31,16 @@ bool for_each_image(const Conv2dParams& p, const float* x, const Conv2dEpilogue&
     Conv2dParams p1 = p;
     p1.n = 1;
     const int64_t in = p.c * p.h * p.w, out = p.oc * p.oh * p.ow;
+    ParallelErrors errors;  // each image allocates its own scratch
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t n = 0; n < p.n; ++n) {
-        Conv2dEpilogue en = e;
-        if (e.residual) en.residual = e.residual + n * out;
-        run_one(p1, x + n * in, en, y + n * out);
+        errors.run([&] {
+            Conv2dEpilogue en = e;
+            if (e.residual) en.residual = e.residual + n * out;
+            run_one(p1, x + n * in, en, y + n * out);
+        });
     }
+    errors.rethrow();
     return true;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "im2col.h"
+#include "parallel_errors.h"
 
 namespace strata {
 namespace cpu {
@@ -68,22 +69,27 @@ void conv2d(const Conv2dParams& p, const float* x, const float* weight, const fl
 
     if (items >= threads) {
         // Enough independent products: one per thread at a time, each with its own buffer.
+        ParallelErrors errors;
 #pragma omp parallel num_threads(threads)
         {
-            std::vector<float> col(pointwise ? 0 : static_cast<size_t>(K * npix));
+            std::vector<float> col;
+            errors.run([&] { col.resize(pointwise ? 0 : static_cast<size_t>(K * npix)); });
 #pragma omp for schedule(static)
             for (int64_t item = 0; item < items; ++item) {
-                const int64_t n = item / p.groups, g = item % p.groups;
-                const float* x_group = x + (n * p.c + g * cg) * p.h * p.w;
-                const float* c = x_group;
-                if (!pointwise) {
-                    im2col_rows(p, x_group, col.data(), 0, K);
-                    c = col.data();
-                }
-                gemm_rows(weight + g * ocg * K, c, bias ? bias + g * ocg : nullptr,
-                          y + (n * p.oc + g * ocg) * npix, K, npix, 0, ocg);
+                errors.run([&] {
+                    const int64_t n = item / p.groups, g = item % p.groups;
+                    const float* x_group = x + (n * p.c + g * cg) * p.h * p.w;
+                    const float* c = x_group;
+                    if (!pointwise) {
+                        im2col_rows(p, x_group, col.data(), 0, K);
+                        c = col.data();
+                    }
+                    gemm_rows(weight + g * ocg * K, c, bias ? bias + g * ocg : nullptr,
+                              y + (n * p.oc + g * ocg) * npix, K, npix, 0, ocg);
+                });
             }
         }
+        errors.rethrow();
         return;
     }
 
@@ -98,6 +104,7 @@ void conv2d(const Conv2dParams& p, const float* x, const float* weight, const fl
         const float* c = pointwise ? x_group : col.data();
         // Split the wider side of the output; keep column blocks a multiple of 16 floats.
         const bool by_columns = npix >= ocg;
+        ParallelErrors errors;
 #pragma omp parallel num_threads(threads)
         {
             int t = 0, nt = 1;
@@ -110,15 +117,18 @@ void conv2d(const Conv2dParams& p, const float* x, const float* weight, const fl
                 im2col_rows(p, x_group, col.data(), k0, k1);
 #pragma omp barrier
             }
-            if (by_columns) {
-                const int64_t chunk = ((npix + nt - 1) / nt + 15) / 16 * 16;
-                const int64_t j0 = std::min(npix, chunk * t), j1 = std::min(npix, chunk * (t + 1));
-                gemm_columns(w_group, c, b_group, y_group, ocg, K, npix, j0, j1);
-            } else {
-                const int64_t o0 = ocg * t / nt, o1 = ocg * (t + 1) / nt;
-                gemm_rows(w_group, c, b_group, y_group, K, npix, o0, o1);
-            }
+            errors.run([&] {  // Eigen's GEMM may allocate its workspace
+                if (by_columns) {
+                    const int64_t chunk = ((npix + nt - 1) / nt + 15) / 16 * 16;
+                    const int64_t j0 = std::min(npix, chunk * t), j1 = std::min(npix, chunk * (t + 1));
+                    gemm_columns(w_group, c, b_group, y_group, ocg, K, npix, j0, j1);
+                } else {
+                    const int64_t o0 = ocg * t / nt, o1 = ocg * (t + 1) / nt;
+                    gemm_rows(w_group, c, b_group, y_group, K, npix, o0, o1);
+                }
+            });
         }
+        errors.rethrow();
     }
 }
 

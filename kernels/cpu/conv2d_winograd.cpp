@@ -21,6 +21,7 @@
 #include "../conv2d.h"
 #include "batch_split.h"
 #include "microkernel.h"
+#include "parallel_errors.h"
 
 namespace strata {
 namespace cpu {
@@ -192,14 +193,17 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
     float* v_data = V.get();
     float* m_data = Mbuf.get();
 
+    ParallelErrors errors;  // a thread's plane that cannot be allocated fails the call (after the region)
 #pragma omp parallel num_threads(threads)
     {
         // (1) Input transform: V[pos][c][t] = (BT d BT^T)[pos] for tile t's patch d.
         // + 16 * M: load_stride reads up to 16*M - 1 floats past a group's first column.
         // Zeroed once: every channel copies into the same interior, so the padding stays zero.
-        std::vector<float> plane(static_cast<size_t>(hp * wp + 16 * M), 0.0f);
+        std::vector<float> plane;
+        errors.run([&] { plane.assign(static_cast<size_t>(hp * wp + 16 * M), 0.0f); });
 #pragma omp for schedule(static)
         for (int64_t nc = 0; nc < p.n * p.c; ++nc) {
+            if (errors.failed()) continue;
             const int64_t n = nc / p.c, c = nc % p.c;
             const float* in = x + nc * p.h * p.w;
             const int64_t rows = std::min(p.h, hp - p.pad_h), cols = std::min(p.w, wp - p.pad_w);
@@ -383,6 +387,7 @@ void run(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w, c
                 }
         }
     }
+    errors.rethrow();
 }
 
 // Multiplies per output pixel, per (input, output) channel pair, counting the border tiles and

@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include "parallel_errors.h"
+
 namespace strata {
 namespace cpu {
 
@@ -18,11 +20,14 @@ void max_pool2d(const MaxPool2dParams& p, const float* x, float* y, int threads)
     const int64_t lo = std::min(p.ow, (p.pad_w + p.stride_w - 1) / p.stride_w);
     const int64_t last = p.w - 1 - span + p.pad_w;  // the window of ox fits while ox*stride_w <= last
     const int64_t hi = std::max(lo, std::min(p.ow, last >= 0 ? last / p.stride_w + 1 : 0));
+    ParallelErrors errors;
 #pragma omp parallel num_threads(threads)
     {
-        std::vector<float> column_max(static_cast<size_t>(p.w));
+        std::vector<float> column_max;
+        errors.run([&] { column_max.resize(static_cast<size_t>(p.w)); });
 #pragma omp for schedule(static)
         for (int64_t plane = 0; plane < p.n * p.c; ++plane) {
+            if (errors.failed()) continue;
             const float* in = x + plane * p.h * p.w;
             float* out = y + plane * p.oh * p.ow;
             for (int64_t oy = 0; oy < p.oh; ++oy) {
@@ -65,6 +70,7 @@ void max_pool2d(const MaxPool2dParams& p, const float* x, float* y, int threads)
             }
         }
     }
+    errors.rethrow();
 }
 
 }  // namespace cpu
