@@ -115,6 +115,10 @@ TEST_CASE("nodes: every node of resnet50 equals create_feature_extractor's on th
     check_every_node("resnet50", RunOptions{Backend::Cpu, 2}, 1e-3);
 }
 
+TEST_CASE("nodes: every node of resnext50_32x4d (grouped convolutions) equals create_feature_extractor's") {
+    check_every_node("resnext50_32x4d", RunOptions{Backend::Cpu, 2}, 1e-3);
+}
+
 TEST_CASE("nodes: a sample of requests, each alone, equals the all-nodes run (fusion never changes a value)") {
     const NodeFixture f = load_node_fixture("resnet18");
     auto model = fixture_model("resnet18");

@@ -358,7 +358,7 @@ def make_resnet_fixtures(outdir):
 # getter's nested names (tests/test_nodes.cpp). Outputs are large in number, so each node keeps
 # a strided sample of its values plus whole-tensor statistics; the node lists of every ResNet
 # variant are stored too (names only, no forward).
-NODE_MODELS = ["resnet18", "resnet50"]
+NODE_MODELS = ["resnet18", "resnet50", "resnext50_32x4d"]
 NODE_INPUT_SHAPE = (1, 3, 40, 48)
 NODE_INPUT_SEED = 31
 NODE_SAMPLES = 256
