@@ -259,30 +259,13 @@ TEST_CASE("backbones: grouped and dilated 3x3 convolutions are not given to Wino
 // ---- the CLI: --model, --dilation, --layers ------------------------------------------------------
 namespace {
 
-struct Run {
-    int rc;
-    std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using Run = strata_test::CliRun;
+using strata_test::slurp;
 
 // ctest runs test cases as parallel processes in one folder: every file name carries the pid.
 std::string tmp(const std::string& name) { return "backbones_" + std::to_string(::getpid()) + "_" + name; }
 
-Run run_cli(const std::string& args) {
-    const std::string out = tmp("stdout.txt"), err = tmp("stderr.txt");
-    const std::string cmd = std::string(STRATA_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
-    const int status = std::system(cmd.c_str());
-    Run r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-    std::remove(out.c_str());
-    std::remove(err.c_str());
-    return r;
-}
+Run run_cli(const std::string& args) { return strata_test::run_cli(args, "backbones"); }
 
 }  // namespace
 

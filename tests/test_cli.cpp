@@ -14,27 +14,13 @@ using namespace strata;
 
 namespace {
 
-struct Run {
-    int rc;
-    std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using Run = strata_test::CliRun;
+using strata_test::slurp;
 
 // ctest runs test cases as parallel processes in one folder: every file name carries the pid.
 std::string tmp(const std::string& name) { return "cli_" + std::to_string(::getpid()) + "_" + name; }
 
-Run run_cli(const std::string& args) {
-    const std::string out = tmp("stdout.txt"), err = tmp("stderr.txt");
-    const std::string cmd = std::string(STRATA_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
-    const int status = std::system(cmd.c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-}
+Run run_cli(const std::string& args) { return strata_test::run_cli(args, "cli"); }
 
 bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
 

@@ -132,29 +132,12 @@ const StateDict& expected_outputs() {
     return e;
 }
 
-struct Run {
-    int rc;
-    std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using Run = strata_test::CliRun;
+using strata_test::slurp;
 
 std::string tmp(const std::string& name) { return "ckpt_" + std::to_string(::getpid()) + "_" + name; }
 
-Run run_cli(const std::string& args) {
-    const std::string out = tmp("stdout.txt"), err = tmp("stderr.txt");
-    const std::string cmd = std::string(STRATA_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
-    const int status = std::system(cmd.c_str());
-    Run r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
-    std::remove(out.c_str());
-    std::remove(err.c_str());
-    return r;
-}
+Run run_cli(const std::string& args) { return strata_test::run_cli(args, "ckpt"); }
 
 std::string layers_arg(const ReturnLayers& request) {
     std::string s;

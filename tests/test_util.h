@@ -2,10 +2,15 @@
 // paths, and seeded random tensors.
 #pragma once
 #include <catch2/catch.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "strata.h"
@@ -181,3 +186,35 @@ inline Comparison compare_bitwise(const strata::Tensor& actual_in, const strata:
     } while (0)
 
 }  // namespace strata_test
+
+#ifdef STRATA_CLI_PATH
+namespace strata_test {
+
+// The whole contents of a file ("" if it cannot be read).
+inline std::string slurp(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// One run of the strata CLI: exit code (-1 if it did not exit normally), stdout, stderr. `tag`
+// names its capture files; ctest runs test cases as parallel processes in one folder, so the
+// file names carry the pid too.
+struct CliRun {
+    int rc;
+    std::string out, err;
+};
+inline CliRun run_cli(const std::string& args, const std::string& tag) {
+    const std::string base = tag + "_" + std::to_string(::getpid()) + "_";
+    const std::string out = base + "stdout.txt", err = base + "stderr.txt";
+    const std::string cmd = std::string(STRATA_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
+    const int status = std::system(cmd.c_str());
+    CliRun r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+    std::remove(out.c_str());
+    std::remove(err.c_str());
+    return r;
+}
+
+}  // namespace strata_test
+#endif
