@@ -200,6 +200,16 @@ void set_activation_limit(strata::RunOptions& options, int64_t mb, const CLI::Op
     options.max_activation_bytes = mb << 20;
 }
 
+// The options of a features or bench call, from its flags (device last: it may create a context).
+strata::RunOptions run_options(int threads, const std::string& packing, int64_t max_activation_mb,
+                               const CLI::Option* activation_option, strata_cli::DeviceOptions& device) {
+    strata::RunOptions options(strata::Backend::Cpu, threads);
+    options.packing = packing == "lean" ? strata::WeightPacking::Lean : strata::WeightPacking::Fast;
+    set_activation_limit(options, max_activation_mb, activation_option);
+    device.configure(options);
+    return options;
+}
+
 const char* kActivationHelp = "the largest single activation a call may create, in MiB (RunOptions::max_activation_bytes; "
                               "default 16384 = 16 GiB; 0: no limit); a layer refuses a larger one before allocating it";
 
@@ -216,9 +226,6 @@ const char* kStripHelp = "keep only weight keys starting with this prefix, minus
 const char* kPackingHelp = "cpu: lean packs weights for the direct kernel only (their own size); fast also "
                            "keeps Winograd-transformed 3x3 weights (1.8-4x their size) where Winograd is faster";
 
-strata::WeightPacking packing_from(const std::string& name) {
-    return name == "lean" ? strata::WeightPacking::Lean : strata::WeightPacking::Fast;
-}
 
 const char* kDilationHelp = "replace_stride_with_dilation for layer2,layer3,layer4 as three 0/1 values, e.g. 0,1,1 "
                             "(DeepLabV3/FCN); Bottleneck models only";
@@ -254,10 +261,8 @@ struct FeaturesCommand {
     }
 
     void run() {
-        strata::RunOptions options(strata::Backend::Cpu, threads);
-        options.packing = packing_from(packing);
-        set_activation_limit(options, max_activation_mb, activation_option);
-        device.configure(options);
+        const strata::RunOptions options =
+            run_options(threads, packing, max_activation_mb, activation_option, device);
         const strata::ReturnLayers return_layers = parse_layers(layers);
         if (dilation != kNoDilation) parse_dilation(dilation);  // usage errors before any file is touched
         const bool write = out_option->count() > 0;
@@ -324,10 +329,8 @@ struct BenchCommand {
     }
 
     void run() {
-        strata::RunOptions options(strata::Backend::Cpu, threads);
-        options.packing = packing_from(packing);
-        set_activation_limit(options, max_activation_mb, activation_option);
-        device.configure(options);
+        const strata::RunOptions options =
+            run_options(threads, packing, max_activation_mb, activation_option, device);
         std::string notes;
         double load_ms = -1;  // strata::load + load_for_request; stays -1 without --weights
         const strata::ReturnLayers request = layers.empty() ? strata::ReturnLayers{} : parse_layers(layers);
