@@ -31,6 +31,8 @@ NodePlan::NodePlan(const Graph& graph, const std::vector<std::pair<int, std::str
     : nodes_(graph.nodes()), requests_(requests) {
     std::stable_sort(requests_.begin(), requests_.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
+    requested_.assign(nodes_.size(), false);
+    for (const auto& r : requests_) requested_[r.first] = true;
     fused_ = schedule(true);
     plain_ = schedule(false);
 }
@@ -38,9 +40,7 @@ NodePlan::NodePlan(const Graph& graph, const std::vector<std::pair<int, std::str
 std::vector<NodePlan::Step> NodePlan::schedule(bool fuse) const {
     const int count = static_cast<int>(nodes_.size());
     // Which nodes run: the requested ones and everything they read, transitively.
-    std::vector<bool> needed(count, false);
-    std::set<int> requested;
-    for (const auto& r : requests_) requested.insert(r.first), needed[r.first] = true;
+    std::vector<bool> needed = requested_;
     for (int i = count - 1; i >= 0; --i)
         if (needed[i])
             for (int in : nodes_[i].inputs) needed[in] = true;
@@ -50,7 +50,7 @@ std::vector<NodePlan::Step> NodePlan::schedule(bool fuse) const {
             for (int in : nodes_[i].inputs) readers[in].push_back(i);
     // The one node that reads v, if v is not requested and nothing else reads it (a value a fused
     // step may swallow); else -1.
-    auto only_reader_of = [&](int v) { return !requested.count(v) && readers[v].size() == 1 ? readers[v][0] : -1; };
+    auto only_reader_of = [&](int v) { return !requested_[v] && readers[v].size() == 1 ? readers[v][0] : -1; };
 
     std::vector<Step> steps;
     std::vector<bool> done(count, false);
@@ -134,8 +134,7 @@ OrderedDict<Tensor> NodePlan::run(const Tensor& x, const RunOptions& options) co
             // A fused step's errors are its convolution's, as in an unfused run.
             rethrow_within(nodes_[s.first].path);
         }
-        for (const auto& r : requests_)
-            if (r.first == s.node) returned[s.node] = as_returned(values[s.node], options);
+        if (requested_[s.node]) returned[s.node] = as_returned(values[s.node], options);
         for (int v : s.drop_after) values[v] = Tensor();
     }
     OrderedDict<Tensor> out;

@@ -57,6 +57,7 @@ private:
 
     std::vector<GraphNode> nodes_;                       // the graph's nodes (pruned ones unused)
     std::vector<std::pair<int, std::string>> requests_;  // in execution order
+    std::vector<bool> requested_;                        // per node
     std::vector<Step> fused_, plain_;                    // schedules with and without fusion
 };
 

@@ -76,13 +76,14 @@ uint64_t FusedConv2d::source_version() const {
     return std::max(conv_->weights_version(), bn_ ? bn_->weights_version() : 0);
 }
 
-Tensor FusedConv2d::forward(const Tensor& x, const Tensor* residual, const RunOptions& options) const {
-    switch (options.backend) {
-        case Backend::Cpu: return forward_cpu(x, residual, options);
-        case Backend::Cuda: return forward_cuda(x, residual, options);
-        case Backend::Reference: break;
-    }
-    return forward_reference(x, residual, options);
+Tensor FusedConv2d::forward(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
+    if (!backend_fuses(options.backend)) return forward_reference(input, residual, options);
+    // The checks of both fused paths, before any weights are folded: a wrong input fails first.
+    const Tensor x = expect_nchw(input, "Conv2d", options);
+    expect_weights_on_backend_device({&conv_->weight()}, "Conv2d", options);  // folded from these
+    const Conv2dParams p = conv_->params_for(x);
+    check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
+    return options.backend == Backend::Cuda ? forward_cuda(x, p, residual, options) : forward_cpu(x, p, residual, options);
 }
 
 Tensor FusedConv2d::forward_reference(const Tensor& x, const Tensor* residual, const RunOptions& options) const {
@@ -93,11 +94,8 @@ Tensor FusedConv2d::forward_reference(const Tensor& x, const Tensor* residual, c
     return relu_ ? add_relu(y, *residual, options) : add(y, *residual, options);
 }
 
-Tensor FusedConv2d::forward_cpu(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
-    const Tensor x = expect_nchw(input, "Conv2d", options);
-    expect_weights_on_backend_device({&conv_->weight()}, "Conv2d", options);  // packed from host memory
-    const Conv2dParams p = conv_->params_for(x);
-    check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
+Tensor FusedConv2d::forward_cpu(const Tensor& x, const Conv2dParams& p, const Tensor* residual,
+                                const RunOptions& options) const {
     const auto w = cpu_.get(source_version(), [&] {
         FoldedConv2d folded = fold_batch_norm(*conv_, bn_.get(), /*with_weight=*/false);
         CpuWeights c;
@@ -155,11 +153,8 @@ Tensor FusedConv2d::forward_cpu(const Tensor& input, const Tensor* residual, con
     return y;
 }
 
-Tensor FusedConv2d::forward_cuda(const Tensor& input, const Tensor* residual, const RunOptions& options) const {
-    const Tensor x = expect_nchw(input, "Conv2d", options);  // before folding: a wrong input fails first
-    expect_weights_on_backend_device({&conv_->weight()}, "Conv2d", options);
-    const Conv2dParams p = conv_->params_for(x);
-    check_activation_size({p.n, p.oc, p.oh, p.ow}, options, "Conv2d", "output");
+Tensor FusedConv2d::forward_cuda(const Tensor& x, const Conv2dParams& p, const Tensor* residual,
+                                 const RunOptions& options) const {
     const auto w = cuda_.get(source_version(), [&] {
         const FoldedConv2d folded = fold_batch_norm(*conv_, bn_.get());
         return CudaWeights{folded.weight.to(Device::CUDA), cuda_weight_channels_last(folded.weight),

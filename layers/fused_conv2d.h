@@ -41,8 +41,9 @@ private:
     struct CudaWeights;
     uint64_t source_version() const;
     Tensor forward_reference(const Tensor& x, const Tensor* residual, const RunOptions& options) const;
-    Tensor forward_cpu(const Tensor& x, const Tensor* residual, const RunOptions& options) const;
-    Tensor forward_cuda(const Tensor& x, const Tensor* residual, const RunOptions& options) const;
+    // x: checked, contiguous on the CPU; p: its geometry (forward() does both for the two).
+    Tensor forward_cpu(const Tensor& x, const Conv2dParams& p, const Tensor* residual, const RunOptions& options) const;
+    Tensor forward_cuda(const Tensor& x, const Conv2dParams& p, const Tensor* residual, const RunOptions& options) const;
 
     std::shared_ptr<const Conv2d> conv_;
     std::shared_ptr<const BatchNorm2d> bn_;
