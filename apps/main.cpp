@@ -201,10 +201,11 @@ void set_activation_limit(strata::RunOptions& options, int64_t mb, const CLI::Op
 }
 
 // The options of a features or bench call, from its flags (device last: it may create a context).
-strata::RunOptions run_options(int threads, const std::string& packing, int64_t max_activation_mb,
+strata::RunOptions run_options(int threads, const std::string& packing, const std::string& cpu, int64_t max_activation_mb,
                                const CLI::Option* activation_option, strata_cli::DeviceOptions& device) {
     strata::RunOptions options(strata::Backend::Cpu, threads);
     options.packing = packing == "lean" ? strata::WeightPacking::Lean : strata::WeightPacking::Fast;
+    options.cpu = strata::resolve_cpu_level(strata::parse_cpu_level(cpu));  // an unsupported level fails here, once
     set_activation_limit(options, max_activation_mb, activation_option);
     device.configure(options);
     return options;
@@ -223,6 +224,8 @@ std::string python_list(const strata::OrderedDict<strata::Tensor>& out) {
 
 const char* kStripHelp = "keep only weight keys starting with this prefix, minus the prefix "
                          "(\"module.\" is removed automatically when every key has it)";
+const char* kCpuHelp = "cpu: the instruction-set level of the CPU kernels: auto (STRATA_CPU, else the best this CPU "
+                       "has), avx512, avx2 or baseline";
 const char* kPackingHelp = "cpu: lean packs weights for the direct kernel only (their own size); fast also "
                            "keeps Winograd-transformed 3x3 weights (1.8-4x their size) where Winograd is faster";
 
@@ -236,6 +239,7 @@ const char* kModelHelp = "model name: resnet18, resnet34, resnet50, resnet101, r
 struct FeaturesCommand {
     std::string model = "resnet18", dilation = kNoDilation, weights, input, layers = kDefaultLayers, out_path;
     std::string packing = "lean";  // one call: Winograd's weight transform would cost more than it saves
+    std::string cpu = "auto";
     strata::LoadOptions load;
     int threads = 0;
     int64_t max_activation_mb = 0;
@@ -257,12 +261,13 @@ struct FeaturesCommand {
         activation_option = c->add_option("--max-activation-mb", max_activation_mb, kActivationHelp);
         device.add_to(c, false);
         c->add_option("--packing", packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
+        c->add_option("--cpu", cpu, kCpuHelp)->check(CLI::IsMember({"auto", "avx512", "avx2", "baseline"}))->capture_default_str();
         return c;
     }
 
     void run() {
         const strata::RunOptions options =
-            run_options(threads, packing, max_activation_mb, activation_option, device);
+            run_options(threads, packing, cpu, max_activation_mb, activation_option, device);
         const strata::ReturnLayers return_layers = parse_layers(layers);
         if (dilation != kNoDilation) parse_dilation(dilation);  // usage errors before any file is touched
         const bool write = out_option->count() > 0;
@@ -295,7 +300,7 @@ struct FeaturesCommand {
 
 // ---- strata bench ------------------------------------------------------------------------------
 struct BenchCommand {
-    std::string model = "resnet18", dilation = kNoDilation, weights, layers, packing = "fast";
+    std::string model = "resnet18", dilation = kNoDilation, weights, layers, packing = "fast", cpu = "auto";
     strata::LoadOptions load;
     int threads = 0, warmup = 3, iters = 30;
     int64_t batch = 1, size = 224, max_activation_mb = 0;
@@ -321,6 +326,7 @@ struct BenchCommand {
         c->add_option("--iters", iters, "timed calls")->check(kPositiveCount)->capture_default_str();
         device.add_to(c, true);
         c->add_option("--packing", packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
+        c->add_option("--cpu", cpu, kCpuHelp)->check(CLI::IsMember({"auto", "avx512", "avx2", "baseline"}))->capture_default_str();
         c->add_flag("--profile", profile, "also time the model truncated after each direct child (same warm-up and "
                     "iterations) and report each child's time, share, GFLOP and GFLOP/s");
         c->add_option("--peak-gflops", peak_gflops, "fp32 peak of this machine at --threads (benchmarks/fma_probe), "
@@ -330,7 +336,7 @@ struct BenchCommand {
 
     void run() {
         const strata::RunOptions options =
-            run_options(threads, packing, max_activation_mb, activation_option, device);
+            run_options(threads, packing, cpu, max_activation_mb, activation_option, device);
         std::string notes;
         double load_ms = -1;  // strata::load + load_for_request; stays -1 without --weights
         const strata::ReturnLayers request = layers.empty() ? strata::ReturnLayers{} : parse_layers(layers);
@@ -370,11 +376,11 @@ struct BenchCommand {
         }
         std::printf("{\"model\": \"%s\", \"dilation\": \"%s\", \"layers\": \"%s\", \"batch\": %lld, \"size\": %lld, "
                     "\"threads\": %d, \"warmup\": %d, \"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
-                    "\"mean_ms\": %.3f, \"images_per_s\": %.2f, \"first_ms\": %.3f, \"load_ms\": %s%s}\n",
+                    "\"mean_ms\": %.3f, \"images_per_s\": %.2f, \"first_ms\": %.3f, \"load_ms\": %s, \"cpu_level\": \"%s\"%s}\n",
                     model.c_str(), dilation == kNoDilation ? "0,0,0" : dilation.c_str(), layers.empty() ? "(full model)" : layers.c_str(), static_cast<long long>(batch),
                     static_cast<long long>(size), options.threads(), std::max(warmup, 1), iters, stats.median_ms,
                     stats.min_ms, stats.mean_ms, 1000.0 * static_cast<double>(batch) / stats.median_ms, first_ms,
-                    load_field, profile_fields.c_str());
+                    load_field, strata::cpu_level_name(options.cpu), profile_fields.c_str());
         notes += device.note();  // after the calls: what the CUDA caches hold
         std::cerr << notes;
     }
@@ -484,7 +490,16 @@ int main(int argc, char** argv) {
     strata::remove_temporary_files_on_signals();  // SIGINT/SIGTERM during a write leave no temporary file
     CLI::App app{"strata: CNN feature extraction (torchvision's IntermediateLayerGetter) in C++"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "strata " STRATA_VERSION_STRING);  // <strata/version.h>
+    // <strata/version.h>, then the CPU level the kernels run at (an invalid STRATA_CPU says so).
+    app.set_version_flag("--version", [] {
+        std::string cpu;
+        try {
+            cpu = strata::cpu_level_summary();
+        } catch (const strata::Error& e) {
+            cpu = std::string("error: ") + e.what();
+        }
+        return std::string("strata " STRATA_VERSION_STRING "\ncpu: ") + cpu;
+    });
     FeaturesCommand features;
     BenchCommand bench;
     LayersCommand layers;

@@ -8,6 +8,8 @@
 #include <string>
 #include <utility>
 
+#include "cpu_level.h"
+
 namespace strata {
 
 enum class Backend {
@@ -42,6 +44,10 @@ struct STRATA_API RunOptions {
     // absurd input (1x3x100000x100000) fails cleanly instead of exhausting memory. 0: no limit.
     int64_t max_activation_bytes = int64_t{16} << 30;  // 16 GiB
     WeightPacking packing = WeightPacking::Fast;  // CPU backend only
+    // The CPU backend's instruction-set level (cpu_level.h): Auto runs the process default
+    // (STRATA_CPU, else the best this CPU supports); another level forces that level's kernels,
+    // for tests and benchmarks, and a level this CPU lacks makes the call throw Error.
+    CpuLevel cpu = CpuLevel::Auto;
 
     // The thread count a kernel should use: num_threads, or OpenMP's default when 0. Throws
     // strata::Error when num_threads is negative or above max_threads() (libgomp crashes on

@@ -5,15 +5,18 @@
 //   reference::conv2d  the readable spec (direct loops, double accumulation)
 //   cpu::conv2d        im2col + Eigen GEMM, for one-off calls with unpacked weights
 //                      (kernels/cpu/conv2d_im2col.cpp)
-//   cpu::conv2d_packed the fast path: weights packed once (pack_conv2d_weight), an AVX-512
-//                      register-blocked GEMM microkernel that reads stride-1 inputs in place
-//                      (no im2col), and a fused epilogue: + bias, + residual, ReLU
+//   cpu::conv2d_packed the fast path: weights packed once (pack_conv2d_weight), a
+//                      register-blocked GEMM microkernel (one per CPU level: AVX-512, AVX2,
+//                      portable; kernels/cpu/isa.h) that reads stride-1 inputs in place (no
+//                      im2col), and a fused epilogue: + bias, + residual, ReLU
 //                      (kernels/cpu/conv2d_direct.cpp)
 //   cpu::conv2d_winograd  3x3 stride-1 convolutions by Winograd's F(2,3)/F(4,3)
 //                      (kernels/cpu/conv2d_winograd.cpp)
 #pragma once
 #include <cstdint>
 #include <memory>
+
+#include "../core/cpu_level.h"
 
 namespace strata {
 
@@ -49,8 +52,8 @@ void conv2d(const Conv2dParams& p, const float* x, const float* weight, const fl
             int threads);
 
 // Weights rearranged for the microkernel: per group, blocks of kPackRows output channels,
-// each block [K][kPackRows] with K = (c/groups)*kh*kw (zero rows pad the last block).
-// Without AVX-512 it holds the plain [oc][K] layout and conv2d_packed uses im2col + Eigen.
+// each block [K][kPackRows] with K = (c/groups)*kh*kw (zero rows pad the last block). The
+// layout is the same at every CPU level, so packed weights serve any level.
 struct PackedConv2dWeight {
     int64_t oc = 0, K = 0, groups = 1, blocks_per_group = 0;
     std::shared_ptr<float> data;  // 64-byte aligned
@@ -61,8 +64,9 @@ constexpr int kPackRows = 8;
 // being float(weight * row_scale[o]) -- a BatchNorm folded in without a folded copy.
 PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, const float* weight,
                                       const double* row_scale = nullptr);
+// level: the CPU level whose microkernel runs (cpu_level.h; Auto: the process default).
 void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
-                   const Conv2dEpilogue& epilogue, float* y, int threads);
+                   const Conv2dEpilogue& epilogue, float* y, int threads, CpuLevel level = CpuLevel::Auto);
 
 // Winograd F(m x m, 3 x 3) for 3x3, stride 1, dilation 1, ungrouped convolutions (m = 2 or 4;
 // kernels/cpu/conv2d_winograd.cpp). Each m x m output tile costs (m+2)^2 multiplies per
@@ -82,7 +86,7 @@ int winograd_tile_for(int64_t n, int64_t oh, int64_t ow, int threads);  // 0: us
 WinogradConv2dWeight pack_conv2d_winograd(int m, int64_t oc, int64_t c, const float* weight,
                                           const double* row_scale = nullptr);  // as pack_conv2d_weight
 void conv2d_winograd(const Conv2dParams& p, const float* x, const WinogradConv2dWeight& w,
-                     const Conv2dEpilogue& epilogue, float* y, int threads);
+                     const Conv2dEpilogue& epilogue, float* y, int threads, CpuLevel level = CpuLevel::Auto);
 }  // namespace cpu
 
 class CudaContext;

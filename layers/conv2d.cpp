@@ -92,7 +92,7 @@ Tensor Conv2d::forward(const Tensor& input, const RunOptions& options) const {
             });
             Conv2dEpilogue epilogue;
             epilogue.bias = b;
-            cpu::conv2d_packed(p, x.data<float>(), *packed, epilogue, y.data<float>(), options.threads());
+            cpu::conv2d_packed(p, x.data<float>(), *packed, epilogue, y.data<float>(), options.threads(), options.cpu);
             break;
         }
     }

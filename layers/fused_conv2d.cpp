@@ -134,7 +134,7 @@ Tensor FusedConv2d::forward_cpu(const Tensor& x, const Conv2dParams& p, const Te
             }
             packed = slot;
         }
-        cpu::conv2d_winograd(p, x.data<float>(), *packed, e, y.data<float>(), options.threads());
+        cpu::conv2d_winograd(p, x.data<float>(), *packed, e, y.data<float>(), options.threads(), options.cpu);
         return y;
     }
     std::shared_ptr<const cpu::PackedConv2dWeight> packed;
@@ -149,7 +149,7 @@ Tensor FusedConv2d::forward_cpu(const Tensor& x, const Conv2dParams& p, const Te
         }
         packed = slot;
     }
-    cpu::conv2d_packed(p, x.data<float>(), *packed, e, y.data<float>(), options.threads());
+    cpu::conv2d_packed(p, x.data<float>(), *packed, e, y.data<float>(), options.threads(), options.cpu);
     return y;
 }
 

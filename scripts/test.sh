@@ -71,8 +71,8 @@ install_check() {
 cmake --install "$build_dir" --prefix "$prefix/install" >/dev/null
 install_check "$prefix/install"
 version="$(sed -n 's/^#define STRATA_VERSION_STRING "\(.*\)"$/\1/p' "$prefix/install/include/strata/version.h")"
-if [ -x "$prefix/install/bin/strata" ] && [ "$("$prefix/install/bin/strata" --version)" != "strata $version" ]; then
-  echo "strata --version: expected 'strata $version', got '$("$prefix/install/bin/strata" --version)'" >&2
+if [ -x "$prefix/install/bin/strata" ] && [ "$("$prefix/install/bin/strata" --version | head -n1)" != "strata $version" ]; then
+  echo "strata --version: expected 'strata $version' first, got '$("$prefix/install/bin/strata" --version)'" >&2
   exit 1
 fi
 downstream "$prefix/install" static

@@ -1,5 +1,7 @@
-// The fast convolution (packed weights, AVX-512 microkernel where available, fused epilogue)
-// against the reference convolution followed by the reference epilogue, on many shapes.
+// The fast convolution (packed weights, register-blocked microkernel, fused epilogue) against
+// the reference convolution followed by the reference epilogue, on many shapes, at every CPU
+// level this machine supports (kernels/cpu/isa.h: AVX-512, AVX2, baseline), each level forced
+// explicitly, so one run covers all of them.
 //
 // Tolerance: both sum the same K = (c/groups)*kh*kw products; the reference in double, the fast
 // path in float32 FMAs in k order. The float32 error bound is about K * 2^-24 * sum|x*w|; with
@@ -51,14 +53,15 @@ void run_case(const Case& c, int index) {
     e.bias = c.bias ? b.data<float>() : nullptr;
     e.residual = c.residual ? r.data<float>() : nullptr;
     e.relu = c.relu;
-    Tensor actual = Tensor::full({p.n, p.oc, p.oh, p.ow}, 12345.0f);  // every value must be written
-    cpu::conv2d_packed(p, x.data<float>(), packed, e, actual.data<float>(), c.threads);
-
-    const auto cmp = strata_test::compare(actual, expected, 0.0);
-    const double tol = 2e-6 * static_cast<double>(K) * std::max(1.0, cmp.max_abs_ref);
-    INFO(describe(c));
-    INFO("max|diff| " << cmp.max_abs_diff << " tol " << tol << " " << cmp.message);
-    REQUIRE(cmp.max_abs_diff <= tol);
+    for (const CpuLevel level : strata_test::cpu_levels()) {
+        Tensor actual = Tensor::full({p.n, p.oc, p.oh, p.ow}, 12345.0f);  // every value must be written
+        cpu::conv2d_packed(p, x.data<float>(), packed, e, actual.data<float>(), c.threads, level);
+        const auto cmp = strata_test::compare(actual, expected, 0.0);
+        const double tol = 2e-6 * static_cast<double>(K) * std::max(1.0, cmp.max_abs_ref);
+        INFO(describe(c) << " cpu=" << cpu_level_name(level));
+        INFO("max|diff| " << cmp.max_abs_diff << " tol " << tol << " " << cmp.message);
+        REQUIRE(cmp.max_abs_diff <= tol);
+    }
 }
 
 Conv2dParams make(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t kh, int64_t kw, int64_t s,
@@ -147,17 +150,21 @@ TEST_CASE("conv2d_winograd: F(2,3) and F(4,3) match the reference on 3x3 stride-
         reference::conv2d(p, x.data<float>(), w.data<float>(), b.data<float>(), expected.data<float>());
         if (use_res) reference::add(expected.data<float>(), r.data<float>(), expected.data<float>(), expected.numel(), relu);
         else if (relu) reference::relu(expected.data<float>(), expected.data<float>(), expected.numel());
+        const int threads = pick(1, 3);
         for (int m : {2, 4}) {
             const auto packed = cpu::pack_conv2d_winograd(m, p.oc, p.c, w.data<float>());
             Conv2dEpilogue e;
             e.bias = b.data<float>();
             e.residual = use_res ? r.data<float>() : nullptr;
             e.relu = relu;
-            Tensor actual = Tensor::full({p.n, p.oc, p.oh, p.ow}, 12345.0f);
-            cpu::conv2d_winograd(p, x.data<float>(), packed, e, actual.data<float>(), pick(1, 3));
-            INFO("F(" << m << ",3) n=" << p.n << " c=" << p.c << " oc=" << p.oc << " h=" << p.h << " w=" << p.w
-                      << " pad=" << p.pad_h << "x" << p.pad_w << " residual=" << use_res << " relu=" << relu);
-            STRATA_REQUIRE_CLOSE(actual, expected, m == 2 ? 1e-5 : 1e-4, "winograd");
+            for (const CpuLevel level : strata_test::cpu_levels()) {
+                Tensor actual = Tensor::full({p.n, p.oc, p.oh, p.ow}, 12345.0f);
+                cpu::conv2d_winograd(p, x.data<float>(), packed, e, actual.data<float>(), threads, level);
+                INFO("F(" << m << ",3) n=" << p.n << " c=" << p.c << " oc=" << p.oc << " h=" << p.h << " w=" << p.w
+                          << " pad=" << p.pad_h << "x" << p.pad_w << " residual=" << use_res << " relu=" << relu
+                          << " cpu=" << cpu_level_name(level));
+                STRATA_REQUIRE_CLOSE(actual, expected, m == 2 ? 1e-5 : 1e-4, "winograd");
+            }
         }
         ++done;
     }

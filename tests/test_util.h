@@ -12,10 +12,19 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "strata.h"
 
 namespace strata_test {
+
+// Every CPU level (core/cpu_level.h) this machine supports, best first: kernel tests run each.
+inline std::vector<strata::CpuLevel> cpu_levels() {
+    std::vector<strata::CpuLevel> levels;
+    for (strata::CpuLevel l : {strata::CpuLevel::Avx512, strata::CpuLevel::Avx2, strata::CpuLevel::Baseline})
+        if (strata::cpu_supports(l)) levels.push_back(l);
+    return levels;
+}
 
 // The fixtures folder: STRATA_FIXTURES_DIR from the environment (a binary run on another
 // machine, e.g. benchmarks/gpu_check.sh), else the source tree's, fixed at build time.

@@ -1,4 +1,4 @@
-// cpu::conv2d_packed, the fast path: packed weights + AVX-512 microkernel + fused epilogue.
+// cpu::conv2d_packed, the fast path: packed weights + a register-blocked microkernel + fused epilogue.
 // When it runs: every convolution of a model on the CPU backend that Winograd does not take
 // (conv2d_winograd.cpp), with weights packed once by pack_conv2d_weight. Its readable twin is
 // reference::conv2d; tests/test_conv2d_packed.cpp compares them over many shapes.
@@ -12,8 +12,10 @@
 //             of B is contiguous, shifted. Columns ox >= ow of each row are junk and dropped
 //             when the result is compacted into y (which also applies residual and ReLU).
 //   stride>1: the source is an im2col buffer [K][oh*ow] and row k starts at k*oh*ow.
-// The microkernel keeps an 8 x (16*NV) tile of Y in 24 zmm registers for the whole K loop:
-// per k it loads NV vectors of B and broadcasts 8 weights (FMA with memory operand).
+// The microkernel (one per CPU level, kernels/cpu/isa_kernels.inc) keeps a tile of Y in
+// registers for the whole K loop: with AVX-512 8 x 48 in 24 zmm registers, with AVX2 4 x 24 in
+// 12 ymm registers; per k it loads a row of B and broadcasts the weights. This file, compiled
+// for plain x86-64, does the rest (padding, im2col, threading) and calls it per tile.
 #include "../conv2d.h"
 
 #ifdef _OPENMP
@@ -26,8 +28,7 @@
 #include <vector>
 
 #include "batch_split.h"
-#include "im2col.h"
-#include "microkernel.h"
+#include "isa.h"
 
 namespace strata {
 namespace cpu {
@@ -53,7 +54,6 @@ PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, con
     w.oc = oc;
     w.K = K;
     w.groups = groups;
-#if defined(__AVX512F__)
     const int64_t ocg = oc / groups;
     w.blocks_per_group = (ocg + kPackRows - 1) / kPackRows;
     const int64_t block_size = K * kPackRows;
@@ -68,16 +68,9 @@ PackedConv2dWeight pack_conv2d_weight(int64_t oc, int64_t K, int64_t groups, con
                     block[k * kPackRows + r] = o < ocg ? value(g * ocg + o, k) : 0.0f;
                 }
         }
-#else
-    w.blocks_per_group = 0;
-    w.data = aligned_floats(oc * K);
-    for (int64_t o = 0; o < oc; ++o)
-        for (int64_t k = 0; k < K; ++k) w.data.get()[o * K + k] = value(o, k);
-#endif
     return w;
 }
 
-#if defined(__AVX512F__)
 namespace {
 int thread_index() {
 #ifdef _OPENMP
@@ -88,16 +81,14 @@ int thread_index() {
 }
 }  // namespace
 
-using detail::kMR;
-using detail::kMaxNV;
-using detail::tile;
-
 void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
-                   const Conv2dEpilogue& e, float* y, int threads) {
+                   const Conv2dEpilogue& e, float* y, int threads, CpuLevel level) {
+    const IsaKernels& isa = isa_kernels(level);
     // A batch with an image per thread: whole images per thread (each call runs on one thread).
     if (for_each_image(p, x, e, y, threads, [&](const Conv2dParams& p1, const float* x1, const Conv2dEpilogue& e1,
-                                                 float* y1) { conv2d_packed(p1, x1, w, e1, y1, 1); }))
+                                                 float* y1) { conv2d_packed(p1, x1, w, e1, y1, 1, isa.level); }))
         return;
+    constexpr int64_t kMR = kPackRows;
     const int64_t cg = p.c / p.groups, ocg = p.oc / p.groups;
     const int64_t K = cg * p.kh * p.kw;
     const bool unit_stride = p.stride_h == 1 && p.stride_w == 1;
@@ -109,7 +100,7 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
     const bool compact = unit_stride && wp != p.ow;       // junk columns to drop afterwards
     // Reads of the last row's junk columns run up to (kw-1)*dil_w past the padded plane.
     const int64_t slack = (p.kw - 1) * p.dil_w + 16;
-    const int64_t panel = 16 * kMaxNV;
+    const int64_t panel = kTileCols;
     const int64_t chunk_panels = 4;  // panels per task: B chunk stays in L2 while A blocks stream
     const int64_t chunk_cols = chunk_panels * panel;
     // Strided: an im2col buffer larger than L2 (the 7x7 stem's is 7.4 MB at 224x224) would be
@@ -167,7 +158,7 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
 #pragma omp for schedule(static)
             for (int64_t gk = 0; gk < p.groups * K; ++gk) {
                 const int64_t g = gk / K, k = gk % K;
-                im2col_rows(p, xn + g * cg * p.h * p.w, src + g * K * npix, k, k + 1);
+                isa.im2col_block(p, xn + g * cg * p.h * p.w, k, k + 1, 0, npix, src + g * K * npix, npix);
             }
         }
         // (implicit barrier after each omp for / single)
@@ -191,7 +182,7 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
                 int64_t j_base = 0;
                 if (chunked) {
                     float* block = blocks.get() + thread_index() * K * chunk_cols;
-                    im2col_block(p, xn + g * cg * p.h * p.w, 0, K, j_begin, j_end, block, chunk_cols);
+                    isa.im2col_block(p, xn + g * cg * p.h * p.w, 0, K, j_begin, j_end, block, chunk_cols);
                     Bt = block;
                     j_base = j_begin;
                 }
@@ -200,7 +191,7 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
                     const int rows = static_cast<int>(std::min<int64_t>(kMR, ocg - b * kMR));
                     for (int64_t j = j_begin; j < j_end; j += panel) {
                         const int64_t width = std::min(panel, j_end - j);
-                        tile(K, A, Bt + (j - j_base), offs.data(), C + b * kMR * ncols + j, ncols, rows, width,
+                        isa.tile(K, A, Bt + (j - j_base), offs.data(), C + b * kMR * ncols + j, ncols, rows, width,
                              bias ? bias + b * kMR : nullptr, R ? R + b * kMR * ncols + j : nullptr,
                              relu_here);
                     }
@@ -238,23 +229,3 @@ void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeig
 
 }  // namespace cpu
 }  // namespace strata
-
-#else  // no AVX-512: the packed path is im2col + Eigen with a separate epilogue pass
-
-void conv2d_packed(const Conv2dParams& p, const float* x, const PackedConv2dWeight& w,
-                   const Conv2dEpilogue& e, float* y, int threads) {
-    conv2d(p, x, w.data.get(), e.bias, y, threads);
-    const int64_t n = p.n * p.oc * p.oh * p.ow;
-    if (e.residual || e.relu) {
-#pragma omp parallel for simd num_threads(threads) schedule(static)
-        for (int64_t i = 0; i < n; ++i) {
-            float v = y[i] + (e.residual ? e.residual[i] : 0.0f);
-            y[i] = (e.relu && v < 0.0f) ? 0.0f : v;
-        }
-    }
-}
-
-}  // namespace cpu
-}  // namespace strata
-
-#endif
