@@ -3,7 +3,7 @@
 # seed example and examples/package built as downstream projects against `cmake --install`, with
 # find_package(strata) and with pkg-config, for the static build and for a shared one
 # (BUILD_SHARED_LIBS=ON, libstrata.so.0, only the public API exported), and run.
-#   --sanitize  (CI, .ci/run) then a second stage: a CPU-only, non-AVX-512 build with AddressSanitizer +
+#   --sanitize  (CI, .ci/run) then a second stage: a CPU-only build at STRATA_CPU=baseline with AddressSanitizer +
 #               UndefinedBehaviorSanitizer and warnings as errors (STRATA_SANITIZE, STRATA_WERROR),
 #               the whole test suite in it, and a LeakSanitizer check of a full CLI run.
 set -euo pipefail
@@ -21,6 +21,22 @@ stage_start=$SECONDS
 scripts/setup.sh
 build_dir="${STRATA_BUILD_DIR:-build}"
 (cd "$build_dir" && ctest --output-on-failure -j"$(nproc)")
+
+# ---- the same binary at each lower CPU level this machine has (kernels/cpu/isa.h) -------------
+# The run above used the best level (`strata --version` says which). Forced lower levels rerun
+# the whole suite; the baseline one is left to the sanitizer stage when there is one.
+detected="$("$build_dir/apps/strata" --version | sed -n 's/.*detected: \([a-z0-9]*\).*/\1/p')"
+case "$detected" in
+  avx512) lower=(avx2 baseline) ;;
+  avx2) lower=(baseline) ;;
+  *) lower=() ;;
+esac
+echo "CPU levels: ran the suite at $detected (detected); forced: ${lower[*]:-none}"
+for level in "${lower[@]}"; do
+  [ "$level" = baseline ] && [ "$sanitize" = 1 ] && continue
+  echo "---- the whole suite with STRATA_CPU=$level"
+  (cd "$build_dir" && STRATA_CPU="$level" ctest --output-on-failure -j"$(nproc)")
+done
 
 prefix="$(mktemp -d)"
 trap 'rm -rf "$prefix"' EXIT
@@ -95,10 +111,10 @@ echo "release stage: $((SECONDS - stage_start)) s"
 [ "$sanitize" = 1 ] || exit 0
 
 # ---- sanitizers -------------------------------------------------------------------------------
-# -O2 -g without NDEBUG: asserts on, tests fast enough. STRATA_NATIVE=OFF: this stage also
-# covers a CPU without AVX-512 (the im2col + Eigen fallback of the fast path and of Winograd),
-# while the release stage above covers the AVX-512 kernels. Any UBSan report aborts
-# (-fno-sanitize-recover=all), any ASan report fails its test, and a leak makes the process fail.
+# -O2 -g without NDEBUG: asserts on, tests fast enough. STRATA_CPU=baseline: this stage runs the
+# portable kernels, the release stage above the best level and the ones between. Any UBSan
+# report aborts (-fno-sanitize-recover=all), any ASan report fails its test, and a leak makes
+# the process fail.
 stage_start=$SECONDS
 san_dir="${STRATA_SANITIZE_BUILD_DIR:-build-sanitize}"
 cmake -S . -B "$san_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g" \
@@ -107,6 +123,7 @@ cmake -S . -B "$san_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_REL
 cmake --build "$san_dir" -j"$(nproc)"
 export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1"
 export UBSAN_OPTIONS="print_stacktrace=1"
+export STRATA_CPU=baseline
 (cd "$san_dir" && ctest --output-on-failure -j"$(nproc)")
 
 # The leak check of a full CLI run, on the weights and input the test suite wrote
