@@ -255,6 +255,7 @@ class OrtEngine(Engine):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.sess = ort.InferenceSession(entry["onnx"], so, providers=["CPUExecutionProvider"])
         self.version = ort.__version__
+        self.engine_threads = so.intra_op_num_threads
 
     def call(self, x, fetch):
         out = self.sess.run(None, {"x": x})
@@ -279,6 +280,7 @@ class OvEngine(Engine):
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.precision = ov_type(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.engine_threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
         self.version = package_version("openvino")
 
     def call(self, x, fetch):
@@ -307,6 +309,7 @@ class NcnnEngine(Engine):
         if net.load_param(param) != 0 or net.load_model(binf) != 0:
             raise RuntimeError("ncnn could not load %s / %s" % (param, binf))
         self.net = net
+        self.engine_threads = net.opt.num_threads
         self.blobs = entry["ncnn_blobs"]
         self.version = package_version("ncnn")
 
@@ -478,7 +481,8 @@ def cmd_bench(args):
         ms.append((time.perf_counter() - t0) * 1000.0)
     med = statistics.median(ms)
     print(json.dumps({"side": args.engine, "path": args.engine, "engine": e.name, "version": e.version,
-                      "precision": e.precision, "model": manifest["model"], "layers": args.layers or FULL,
+                      "precision": e.precision, "engine_threads": e.engine_threads,
+                      "model": manifest["model"], "layers": args.layers or FULL,
                       "batch": args.batch, "size": args.size, "threads": args.threads,
                       "warmup": max(args.warmup, 1), "iters": args.iters, "median_ms": round(med, 3),
                       "min_ms": round(min(ms), 3), "mean_ms": round(statistics.mean(ms), 3),

@@ -140,7 +140,8 @@ def aggregate(timing):
                     "first_ms": statistics.median(pick("first_ms")) if pick("first_ms") else None,
                     "load_ms": statistics.median(pick("load_ms")) if pick("load_ms") else None,
                     "prepare_ms": statistics.median(pick("prepare_ms")) if pick("prepare_ms") else None,
-                    "torch": rs[0].get("torch"), "precision": rs[0].get("precision")}
+                    "torch": rs[0].get("torch"), "precision": rs[0].get("precision"),
+                    "engine_threads": sorted({x["engine_threads"] for x in rs if x.get("engine_threads") is not None})}
     return out, errors
 
 
@@ -230,6 +231,11 @@ def peers_section(L, agg, checks, versions, threads_list, tinfo):
                      versions.get("openvino_default_precision", "?")))
         L.append("")
 
+    off = sorted({"%s at %d threads reported %s" % (PEER_TITLES.get(k[3], k[3]), k[0], r["engine_threads"])
+                  for k, r in agg.items() if r.get("engine_threads") and r["engine_threads"] != [k[0]]})
+    if off:
+        L.append("**Warning:** an engine did not take the thread count it was given: %s." % "; ".join(off))
+        L.append("")
     L.append("Median time per call; in brackets, engine time / strata time (above 1: strata faster). Only ratios "
              "within this run mean anything: the machine is shared.")
     L.append("")
