@@ -317,7 +317,7 @@ def render(args):
         machine["model_name"], machine["nproc"], machine["flags"]))
     L.append("- PyTorch %s, torchvision %s (PyPI, in `.venv`), oneDNN %s, parallel backend %s, Python %s" % (
         tinfo["torch"], tinfo["torchvision"], tinfo["onednn"], tinfo.get("parallel", "?"), tinfo.get("python", "?")))
-    if versions:
+    if versions and (engine_checks or any(k[3] in PEERS for k in agg)):
         L.append("- Peers (PyPI, in `.venv`, pinned in `benchmarks/requirements.txt`): %s" % ", ".join(
             "%s %s" % (pkg, versions[pkg]) for pkg in ("onnxruntime", "openvino", "ncnn", "onnx", "pnnx", "numpy")
             if versions.get(pkg)))
