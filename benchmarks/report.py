@@ -9,7 +9,9 @@ a PNG chart. Needs matplotlib for the chart; imports torch only to record its ve
 
 Inputs in --dir: probe.jsonl (fma_probe per thread count), timing.jsonl (one line per run:
 round, side, path, and the bench's JSON as "result" or an "error"), profile.jsonl (`strata bench
---profile` lines), rss.jsonl (peak resident memory of each side's process).
+--profile` lines), rss.jsonl (peak resident memory of each side's process), checks.jsonl (each
+engine's outputs against PyTorch fp32, from `benchmarks/peers.py check`), versions.json (`peers.py
+versions`), lscpu.txt.
 """
 import argparse
 import datetime
@@ -25,6 +27,17 @@ PATHS = ["strata", "eager", "channels_last", "best"]
 PATH_TITLES = {"strata": "strata", "eager": "PyTorch eager NCHW", "channels_last": "PyTorch eager channels_last",
                "best": "PyTorch best (jit freeze + optimize_for_inference)"}
 SHORT = {"strata": "strata", "eager": "eager", "channels_last": "channels_last", "best": "best"}
+# The peers (benchmarks/peers.py), in the goal table's column order after strata.
+PEERS = ["ov-f32", "ort", "ncnn", "ov-default"]
+PEER_TITLES = {"ov-f32": "OpenVINO f32", "ort": "ONNX Runtime", "ncnn": "ncnn fp32",
+               "ov-default": "OpenVINO default precision"}
+PEER_PACKAGES = {"ov-f32": "openvino", "ort": "onnxruntime", "ncnn": "ncnn", "ov-default": "openvino"}
+PEER_THREADS = {"ov-f32": "`INFERENCE_NUM_THREADS`, 1 stream, LATENCY hint, precision hint f32 (TBB)",
+                "ov-default": "`INFERENCE_NUM_THREADS`, 1 stream, LATENCY hint, no precision hint (TBB)",
+                "ort": "`intra_op_num_threads`, 1 inter-op thread, sequential, all graph optimisations "
+                       "(own thread pool)",
+                "ncnn": "`opt.num_threads`, fp16/bf16/int8 off, no Vulkan (GNU OpenMP, bundled)"}
+PYTORCH_PATH_NAMES = {"eager": "eager", "channels_last": "channels_last", "best": "jit"}
 FULL = "(full model)"
 MODEL_TITLES = {FULL: "ResNet-18 (full)", "layer1:feat1,layer3:feat2": "seed getter (layer1 + layer3)"}
 
@@ -68,6 +81,8 @@ def machine_info(build_dir):
                 cache[m.group(1)] = m.group(2)
     compiler = sh("'%s' --version | head -1" % cache.get("CMAKE_CXX_COMPILER", "c++"))
     return {
+        "model_name": field("Model name"),
+        "flags": " ".join(flags),
         "cpu": "%s (family %s, model %s), %s, %s socket(s) x %s core(s) x %s thread(s)" % (
             field("Model name"), field("CPU family"), field("Model"), isa, field("Socket(s)"),
             field("Core(s) per socket"), field("Thread(s) per core")),
@@ -125,7 +140,8 @@ def aggregate(timing):
                     "first_ms": statistics.median(pick("first_ms")) if pick("first_ms") else None,
                     "load_ms": statistics.median(pick("load_ms")) if pick("load_ms") else None,
                     "prepare_ms": statistics.median(pick("prepare_ms")) if pick("prepare_ms") else None,
-                    "torch": rs[0].get("torch")}
+                    "torch": rs[0].get("torch"), "precision": rs[0].get("precision"),
+                    "engine_threads": sorted({x["engine_threads"] for x in rs if x.get("engine_threads") is not None})}
     return out, errors
 
 
@@ -142,6 +158,119 @@ def gflop_per_image(profiles):
     return {}
 
 
+def read_json(path):
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def best_pytorch(agg, t, b, layers):
+    """PyTorch's fastest path for one configuration: (path, result) or (None, None)."""
+    runs = [(p, agg[(t, b, layers, p)]) for p in ("eager", "channels_last", "best") if (t, b, layers, p) in agg]
+    return min(runs, key=lambda pr: pr[1]["median_ms"]) if runs else (None, None)
+
+
+def peer_precision(agg, checks, engine):
+    """The precision an engine ran at: from its timed runs, else from its check."""
+    for k, r in agg.items():
+        if k[3] == engine and r.get("precision"):
+            return r["precision"]
+    return checks.get(engine, {}).get("precision")
+
+
+def peers_section(L, agg, checks, versions, threads_list, tinfo):
+    """The engines (version, precision, threads, check against PyTorch) and the goal tables."""
+    L.append("## strata and its peers")
+    L.append("")
+    L.append("Each engine ran the same ResNet-18 (the weights above) exported once by `benchmarks/peers.py`: "
+             "ONNX (opset 17, TorchScript exporter, dynamic batch) for ONNX Runtime; OpenVINO IR converted from "
+             "that ONNX file with fp32 weights (`compress_to_fp16=False`), reshaped to the static batch and "
+             "compiled for it; ncnn from the TorchScript trace through pnnx (`fp16=0`). The seed getter "
+             "(layer1 + layer3) is exported as its own model, torchvision's IntermediateLayerGetter returning "
+             "both maps, so every engine truncates after layer3 (strata and PyTorch run the getter directly). "
+             "ncnn has no batch axis: a batch of N is N extractions in one call.")
+    L.append("")
+    L.append("Before anything is timed, each engine's outputs on a 2x3x224x224 random input are compared with "
+             "PyTorch fp32 eager: relative error = max |engine - torch| / max |torch|, the worst output (logits; "
+             "feat1 and feat2 for the getter). An fp32 engine over 1e-4, or one that could not run, is not timed.")
+    L.append("")
+    L.append("| engine | version | precision | threads set by | max rel. error, full | max rel. error, getter "
+             "| check |")
+    L.append("|---|---|---|---|---|---|---|")
+
+    def errs(engine):
+        c = checks.get(engine)
+        if not c:
+            return "not run", "not run", "not run"
+        cells = []
+        for tag in ("full", "getter"):
+            m = c.get("models", {}).get(tag, {})
+            cells.append("%.1e" % m["max_rel_err"] if "max_rel_err" in m else m.get("error", c.get("error", "n/a")))
+        status = "ok" if c.get("ok") else "**failed: not timed**"
+        if c.get("ok") and not c.get("fp32", True):
+            status = "ok (reduced precision: labelled, not held to 1e-4)"
+        return cells[0], cells[1], status
+
+    rows = [("strata", "strata", "(this commit)", "f32", "`--threads` (GNU OpenMP)")]
+    for path in ("eager", "channels_last", "best"):
+        rows.append(("torch-" + path, "PyTorch " + PYTORCH_PATH_NAMES[path], tinfo.get("torch", "?"), "f32",
+                     "`torch.set_num_threads` (GNU OpenMP)"))
+    for e in PEERS:
+        rows.append((e, PEER_TITLES[e], versions.get(PEER_PACKAGES[e]) or "not installed",
+                     peer_precision(agg, checks, e) or "?", PEER_THREADS[e]))
+    for key, title, version, prec, threads in rows:
+        full, getter, status = errs(key)
+        L.append("| %s | %s | %s | %s | %s | %s | %s |" % (title, version, prec, threads, full, getter, status))
+    L.append("")
+    if versions.get("pnnx"):
+        L.append("Exporters: torch %s (`torch.onnx.export`, `torch.jit.trace`), onnx %s, pnnx %s; OpenVINO reports "
+                 "the CPU as \"%s\" with capabilities %s (its default precision here: %s)." % (
+                     versions.get("torch"), versions.get("onnx"), versions.get("pnnx"),
+                     versions.get("openvino_cpu", "?"), ", ".join(versions.get("openvino_cpu_capabilities", [])),
+                     versions.get("openvino_default_precision", "?")))
+        L.append("")
+
+    off = sorted({"%s at %d threads reported %s" % (PEER_TITLES.get(k[3], k[3]), k[0], r["engine_threads"])
+                  for k, r in agg.items() if r.get("engine_threads") and r["engine_threads"] != [k[0]]})
+    if off:
+        L.append("**Warning:** an engine did not take the thread count it was given: %s." % "; ".join(off))
+        L.append("")
+    L.append("Median time per call; in brackets, engine time / strata time (above 1: strata faster). Only ratios "
+             "within this run mean anything: the machine is shared.")
+    L.append("")
+    for layers, title in [(FULL, "ResNet-18, full model"), ("layer1:feat1,layer3:feat2", "seed getter (layer1 + layer3)")]:
+        L.append("### %s" % title)
+        L.append("")
+        ov_default_prec = peer_precision(agg, checks, "ov-default") or "?"
+        L.append("| threads | batch | strata | OpenVINO f32 | ONNX Runtime | ncnn fp32 | PyTorch best path "
+                 "| OpenVINO default (%s) |" % ov_default_prec)
+        L.append("|---|---|---|---|---|---|---|---|")
+        for t in threads_list:
+            for b in sorted({k[1] for k in agg if k[0] == t and k[2] == layers}):
+                s_r = agg.get((t, b, layers, "strata"))
+
+                def cell(r, label=""):
+                    if r is None:
+                        return "n/a"
+                    text = "%.2f ms" % r["median_ms"] if r["median_ms"] < 100 else "%.0f ms" % r["median_ms"]
+                    if label:
+                        text += ", " + label
+                    if s_r and r is not s_r:
+                        text += " (%.2fx)" % (r["median_ms"] / s_r["median_ms"])
+                    return text
+
+                bp, br = best_pytorch(agg, t, b, layers)
+                strata_cell = cell(s_r)
+                if s_r and b > 1:
+                    strata_cell += ", %.1f img/s" % s_r["images_per_s"]
+                L.append("| %d | %d | %s | %s | %s | %s | %s | %s |" % (
+                    t, b, strata_cell, cell(agg.get((t, b, layers, "ov-f32"))), cell(agg.get((t, b, layers, "ort"))),
+                    cell(agg.get((t, b, layers, "ncnn"))), cell(br, PYTORCH_PATH_NAMES.get(bp, "")),
+                    cell(agg.get((t, b, layers, "ov-default")))))
+        L.append("")
+
+
 def fmt(v, digits=1, unit=""):
     return "n/a" if v is None else ("%.*f%s" % (digits, v, unit))
 
@@ -151,6 +280,8 @@ def render(args):
     timing = read_jsonl(os.path.join(args.dir, "timing.jsonl"))
     profiles = read_jsonl(os.path.join(args.dir, "profile.jsonl"))
     rss = read_jsonl(os.path.join(args.dir, "rss.jsonl"))
+    engine_checks = {c["engine"]: c for c in read_jsonl(os.path.join(args.dir, "checks.jsonl"))}
+    versions = read_json(os.path.join(args.dir, "versions.json"))
     agg, errors = aggregate(timing)
     peak = {p["threads"]: p["gflops"] for p in probes}
     flop = gflop_per_image(profiles)
@@ -159,16 +290,17 @@ def render(args):
     machine = machine_info(args.build_dir)
     tinfo = torch_info()
     iters = {int(b): (int(w), int(i)) for b, w, i in (x.split(":") for x in args.iters.split(","))}
+    batches_run = {k[1] for k in agg}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     L = []
-    L.append("# strata vs PyTorch on CPU: ResNet-18, fp32, 224x224")
+    L.append("# strata vs PyTorch, OpenVINO, ONNX Runtime and ncnn on CPU: ResNet-18, fp32, 224x224")
     L.append("")
     if args.quick:
-        L.append("> **QUICK CHECK RUN (`benchmarks/run.sh --quick`)**: %d round, %d timed calls at batch 1, "
-                 "%d at batch 8, %d at batch 32, on a machine that was not quiet. These numbers only show "
-                 "that the script works end to end; they are **not** the benchmark's results. The full "
-                 "run is `benchmarks/run.sh` on a quiet machine." % (args.rounds, iters[1][1], iters[8][1], iters[32][1]))
+        L.append("> **QUICK CHECK RUN (`benchmarks/run.sh --quick`)**: %d round, timed calls per run: %s, on a "
+                 "machine that was not quiet. These numbers only show that the script works end to end; they are "
+                 "**not** the benchmark's results. The full run is `benchmarks/run.sh` on a quiet machine." % (
+                     args.rounds, ", ".join("%d at batch %d" % (iters[b][1], b) for b in sorted(batches_run))))
         L.append("")
     L.append("Generated by `benchmarks/report.py` from one run of `benchmarks/run.sh` (raw JSON lines in "
              "`%s/`)." % os.path.relpath(args.dir))
@@ -181,8 +313,14 @@ def render(args):
     L.append("- Machine: %s; %s vCPU(s) (hypervisor: %s); %s; memory %s" % (
         machine["cpu"], machine["nproc"], machine["hypervisor"], machine["caches"], machine["memory"]))
     L.append("- OS: %s; compiler: %s; strata build: %s" % (machine["os"], machine["compiler"], machine["build"]))
+    L.append("- CPU model name (lscpu): %s; `nproc`: %s; flags: `%s`" % (
+        machine["model_name"], machine["nproc"], machine["flags"]))
     L.append("- PyTorch %s, torchvision %s (PyPI, in `.venv`), oneDNN %s, parallel backend %s, Python %s" % (
         tinfo["torch"], tinfo["torchvision"], tinfo["onednn"], tinfo.get("parallel", "?"), tinfo.get("python", "?")))
+    if versions and (engine_checks or any(k[3] in PEERS for k in agg)):
+        L.append("- Peers (PyPI, in `.venv`, pinned in `benchmarks/requirements.txt`): %s" % ", ".join(
+            "%s %s" % (pkg, versions[pkg]) for pkg in ("onnxruntime", "openvino", "ncnn", "onnx", "pnnx", "numpy")
+            if versions.get(pkg)))
     if args.loadavg_start:
         L.append("- Load average (1, 5, 15 min) at start: %s; at the end: %s" % (
             args.loadavg_start, " ".join(machine["loadavg"])))
@@ -198,26 +336,34 @@ def render(args):
     L.append("")
     L.append("## Protocol")
     L.append("")
-    L.append("- Same work on both sides: fp32, input `[batch, 3, 224, 224]` filled with 0.5, the same weights "
-             "(torchvision's initialisation, `torch.manual_seed(0)`, saved with `torch.save(state_dict)` for "
-             "PyTorch and converted by `tools/export_torchvision.py` to safetensors for strata), `model.eval()` "
-             "and `torch.inference_mode()` on the PyTorch side, the same thread count passed explicitly "
-             "(`--threads`, `torch.set_num_threads`).")
-    L.append("- `OMP_PROC_BIND=close OMP_PLACES=cores` for both (both use GNU OpenMP): threads pinned to "
-             "consecutive cores; unpinned threads on this VM sometimes share one vCPU.")
-    L.append("- Each measurement is a fresh process: `strata bench` or `benchmarks/torch_bench.py`. Per batch size "
-             "(warm-up calls, timed calls) per round: %s. %d round(s); in each round the four runs of a "
-             "configuration follow each other (strata, eager NCHW, eager channels_last, best). Reported: the "
-             "median of the round medians, the minimum over all timed calls, images/s = batch / median." % (
-                 ", ".join("batch %d: (%d, %d)" % (b, w, i) for b, (w, i) in sorted(iters.items())), args.rounds))
+    L.append("- Same work for every engine: fp32 (except OpenVINO's default precision, labelled), input "
+             "`[batch, 3, 224, 224]` filled with 0.5, the same weights (torchvision's initialisation, "
+             "`torch.manual_seed(0)`, saved with `torch.save(state_dict)` for PyTorch, converted by "
+             "`tools/export_torchvision.py` to safetensors for strata and exported by `benchmarks/peers.py` for "
+             "the peers), `model.eval()` and `torch.inference_mode()` on the PyTorch side.")
+    L.append("- Threads pinned the same way for every engine: each process runs under `taskset` on the same T "
+             "logical CPUs, one per physical core, and is told T threads (`--threads`, `torch.set_num_threads`, "
+             "ONNX Runtime's `intra_op_num_threads`, OpenVINO's `INFERENCE_NUM_THREADS`, ncnn's `num_threads`); "
+             "`OMP_PROC_BIND=close OMP_PLACES=cores` binds the GNU OpenMP engines' threads (strata, PyTorch, "
+             "ncnn); unpinned threads on this VM sometimes share one vCPU.")
+    L.append("- Each measurement is a fresh process: `strata bench`, `benchmarks/torch_bench.py` or "
+             "`benchmarks/peers.py bench`. Per batch size (warm-up calls, timed calls) per round: %s. %d round(s); "
+             "in each round the runs of a configuration follow each other (strata, PyTorch eager NCHW, eager "
+             "channels_last, best, then ONNX Runtime, OpenVINO f32, OpenVINO default, ncnn), so the engines "
+             "alternate through the run. Reported: the median of the round medians, the minimum over all timed "
+             "calls, images/s = batch / median." % (
+                 ", ".join("batch %d: (%d, %d)" % (b, w, i) for b, (w, i) in sorted(iters.items())
+                           if b in batches_run), args.rounds))
     L.append("- PyTorch's best CPU path is `torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m)))`; "
              "its preparation is not timed as inference (see `prepare_ms` below). channels_last converts the "
              "model and the input once, outside the timing.")
     L.append("- Speedup = PyTorch's median time / strata's median time: above 1, strata is faster.")
     L.append("")
+    if engine_checks or any(k[3] in PEERS for k in agg):
+        peers_section(L, agg, engine_checks, versions, threads_list, tinfo)
 
     # ---- main tables
-    L.append("## Latency and throughput")
+    L.append("## strata vs PyTorch's three paths")
     L.append("")
     for t in threads_list:
         pk = peak.get(t)
@@ -273,14 +419,22 @@ def render(args):
                  "(strata packs its weights there; PyTorch creates its oneDNN primitives / runs the JIT's "
                  "profiling pass)." % (top_t, "" if top_t == 1 else "s"))
         L.append("")
-        L.append("| | strata | PyTorch eager NCHW | eager channels_last | best (jit) |")
-        L.append("|---|---|---|---|---|")
-        row = {p: agg.get((top_t, 1, FULL, p)) for p in PATHS}
+        peers_run = [e for e in PEERS if (top_t, 1, FULL, e) in agg]
+        if peers_run:
+            L.append("For the peers, load = reading the exported model and building the engine's runnable form "
+                     "(ONNX Runtime session, OpenVINO `compile_model`, ncnn `load_param` + `load_model`), the "
+                     "engine's Python module already imported.")
+            L.append("")
+        cols = PATHS + peers_run
+        L.append("| | strata | PyTorch eager NCHW | eager channels_last | best (jit) |%s" % "".join(
+            " %s |" % PEER_TITLES[e] for e in peers_run))
+        L.append("|---|---|---|---|---|%s" % ("---|" * len(peers_run)))
+        row = {p: agg.get((top_t, 1, FULL, p)) for p in cols}
         for field, title in [("load_ms", "weight load (ms)"), ("prepare_ms", "path preparation (ms)"),
                              ("first_ms", "first inference (ms)")]:
             L.append("| %s | %s |" % (title, " | ".join(
                 fmt(row[p].get(field) if row[p] else None, 1) if not (p == "strata" and field == "prepare_ms")
-                else "(in first call)" for p in PATHS)))
+                else "(in first call)" for p in cols)))
     mem = defaultdict(list)
     for r in rss:
         if r.get("peak_rss_kb") is not None:
@@ -422,32 +576,51 @@ def render(args):
     chart(args, agg, threads_list, profiles, top_t)
 
 
+CHART_ENGINES = ["strata", "ov-f32", "ort", "ncnn", "pytorch-best", "ov-default"]
+CHART_COLORS = {"strata": "#d62728", "ov-f32": "#9467bd", "ort": "#2ca02c", "ncnn": "#ff7f0e",
+                "pytorch-best": "#1f77b4", "ov-default": "#c5b0d5"}
+CHART_LABELS = {"strata": "strata", "pytorch-best": "PyTorch best path", **PEER_TITLES}
+
+
+def chart_result(agg, t, b, layers, engine):
+    if engine == "pytorch-best":
+        return best_pytorch(agg, t, b, layers)[1]
+    return agg.get((t, b, layers, engine))
+
+
 def chart(args, agg, threads_list, profiles, top_t):
+    """Images/s of every engine (rows: full model, seed getter; a column per thread count), then
+    strata's per-child profile and each engine's time relative to strata's."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     prof = next((p for p in profiles if p["threads"] == top_t and p["batch"] == 1 and p.get("profile")), None)
-    ncols = max(len(threads_list), 1)
-    fig, axes = plt.subplots(2 if prof else 1, ncols, figsize=(6.5 * ncols, 9 if prof else 4.5), squeeze=False)
-    colors = {"strata": "#d62728", "eager": "#7f7f7f", "channels_last": "#aec7e8", "best": "#1f77b4"}
-    for col, t in enumerate(threads_list):
-        ax = axes[0][col]
-        configs = [(layers, b) for layers in [FULL, "layer1:feat1,layer3:feat2"]
-                   for b in sorted({k[1] for k in agg if k[0] == t})]
-        width = 0.2
-        for i, p in enumerate(PATHS):
-            vals = [agg[(t, b, layers, p)]["images_per_s"] if (t, b, layers, p) in agg else 0
-                    for layers, b in configs]
-            ax.bar([x + (i - 1.5) * width for x in range(len(configs))], vals, width, label=SHORT[p], color=colors[p])
-        ax.set_xticks(range(len(configs)))
-        ax.set_xticklabels(["%s\nbatch %d" % ("full" if layers == FULL else "seed getter", b) for layers, b in configs],
-                           fontsize=8)
-        ax.set_ylabel("images/s (higher is better)")
-        ax.set_title("ResNet-18 fp32 224x224, %d thread%s" % (t, "" if t == 1 else "s"))
-        ax.legend(fontsize=8)
+    engines = [e for e in CHART_ENGINES
+               if any(chart_result(agg, k[0], k[1], k[2], e) for k in agg)]
+    ncols = max(len(threads_list), 2 if prof else 1)
+    nrows = 3 if prof else 2
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.5 * ncols, 4.5 * nrows), squeeze=False)
+    width = 0.8 / max(len(engines), 1)
+    for row, (layers, title) in enumerate([(FULL, "ResNet-18 full"), ("layer1:feat1,layer3:feat2", "seed getter")]):
+        for col in range(ncols):
+            ax = axes[row][col]
+            if col >= len(threads_list):
+                ax.axis("off")
+                continue
+            t = threads_list[col]
+            bs = sorted({k[1] for k in agg if k[0] == t and k[2] == layers})
+            for i, e in enumerate(engines):
+                vals = [(chart_result(agg, t, b, layers, e) or {}).get("images_per_s", 0) for b in bs]
+                ax.bar([x + (i - (len(engines) - 1) / 2) * width for x in range(len(bs))], vals, width,
+                       label=CHART_LABELS[e], color=CHART_COLORS[e])
+            ax.set_xticks(range(len(bs)))
+            ax.set_xticklabels(["batch %d" % b for b in bs])
+            ax.set_ylabel("images/s (higher is better)")
+            ax.set_title("%s, fp32 224x224, %d thread%s" % (title, t, "" if t == 1 else "s"))
+            ax.legend(fontsize=7)
     if prof:
-        ax = axes[1][0]
+        ax = axes[2][0]
         rows = prof["profile"]
         ax.bar([r["child"] for r in rows], [r["ms"] for r in rows], color="#d62728")
         for i, r in enumerate(rows):
@@ -458,36 +631,33 @@ def chart(args, agg, threads_list, profiles, top_t):
         ax.set_title("strata per-child profile, %d threads, batch 1" % prof["threads"])
         ax.tick_params(axis="x", labelsize=8, rotation=45)
         ax.margins(y=0.2)
-        if ncols > 1:
-            speedup_panel(axes[1][1], agg, top_t)
-            for extra in axes[1][2:]:
-                extra.axis("off")
+        ratio_panel(axes[2][1], agg, top_t, [e for e in engines if e != "strata"])
+        for extra in axes[2][2:]:
+            extra.axis("off")
     if args.quick:
         fig.suptitle("QUICK CHECK RUN (--quick): not final numbers", color="#d62728")
     fig.tight_layout()
     fig.savefig(args.png, dpi=100)
 
 
-def speedup_panel(ax, agg, t):
-    """strata's speedup over each PyTorch path at `t` threads, per configuration."""
+def ratio_panel(ax, agg, t, engines):
+    """Each engine's median time / strata's at `t` threads, per configuration (> 1: strata faster)."""
     configs = [(layers, b) for layers in [FULL, "layer1:feat1,layer3:feat2"]
                for b in sorted({k[1] for k in agg if k[0] == t})]
-    colors = {"eager": "#7f7f7f", "channels_last": "#aec7e8", "best": "#1f77b4"}
-    width = 0.27
-    for i, p in enumerate(["eager", "channels_last", "best"]):
+    width = 0.8 / max(len(engines), 1)
+    for i, e in enumerate(engines):
         vals = []
         for layers, b in configs:
-            s, o = agg.get((t, b, layers, "strata")), agg.get((t, b, layers, p))
+            s, o = agg.get((t, b, layers, "strata")), chart_result(agg, t, b, layers, e)
             vals.append(o["median_ms"] / s["median_ms"] if s and o else 0)
-        ax.bar([x + (i - 1) * width for x in range(len(configs))], vals, width, label="vs " + p, color=colors[p])
+        ax.bar([x + (i - (len(engines) - 1) / 2) * width for x in range(len(configs))], vals, width,
+               label=CHART_LABELS[e], color=CHART_COLORS[e])
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.axhline(1 / LATENCY_VS_BEST, color="#d62728", linewidth=0.8, linestyle="--",
-               label="target vs best, batch 1 (%.2fx)" % (1 / LATENCY_VS_BEST))
     ax.set_xticks(range(len(configs)))
     ax.set_xticklabels(["%s\nbatch %d" % ("full" if layers == FULL else "seed getter", b) for layers, b in configs],
                        fontsize=8)
-    ax.set_ylabel("PyTorch time / strata time (> 1: strata faster)")
-    ax.set_title("strata speedup, %d threads" % t)
+    ax.set_ylabel("engine time / strata time (> 1: strata faster)")
+    ax.set_title("relative to strata, %d threads" % t)
     ax.legend(fontsize=7)
 
 
