@@ -56,23 +56,9 @@ strata::Tensor count_macs(const strata::Module& m, const strata::Tensor& x, cons
     return current;
 }
 
-std::string json_number(double v, int digits) {
-    std::ostringstream s;
-    s.setf(std::ios::fixed);
-    s.precision(digits);
-    s << v;
-    return s.str();
-}
-
-std::string json_shape(const strata::Shape& shape) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-}
-
 }  // namespace
 
-std::string profile_children_json(const strata::Module& model, const strata::Tensor& x,
+nlohmann::json profile_children_json(const strata::Module& model, const strata::Tensor& x,
                                   const strata::RunOptions& options, int warmup, int iters, double peak_gflops) {
     // Shape pass at batch 1: each child's MACs and output shape.
     strata::Shape one = x.shape();
@@ -113,24 +99,21 @@ std::string profile_children_json(const strata::Module& model, const strata::Ten
     for (const auto& samples : ms) truncated.push_back(summarize(samples));
 
     const double whole_ms = truncated.back().median_ms;
-    std::string out = "[";
+    nlohmann::json out = nlohmann::json::array();
     for (size_t i = 0; i < names.size(); ++i) {
         const double cost_ms = truncated[i].median_ms - (i ? truncated[i - 1].median_ms : 0.0);
         const double gflop = 2.0 * child_macs[i] * 1e-9;
         const bool has_rate = gflop > 0 && cost_ms > 0;
         const double gflops = has_rate ? gflop / (cost_ms * 1e-3) : 0;
-        out += std::string(i ? ", " : "") + "{\"child\": \"" + names[i] + "\", \"type\": \"" + types[i] +
-               "\", \"out_shape\": " + json_shape(child_shapes[i]) +
-               ", \"truncated_median_ms\": " + json_number(truncated[i].median_ms, 3) +
-               ", \"truncated_min_ms\": " + json_number(truncated[i].min_ms, 3) +
-               ", \"ms\": " + json_number(cost_ms, 3) +
-               ", \"share\": " + json_number(whole_ms > 0 ? cost_ms / whole_ms : 0, 4) +
-               ", \"gflop\": " + json_number(gflop, 4) +
-               ", \"gflops\": " + (has_rate ? json_number(gflops, 1) : "null") +
-               ", \"peak_share\": " +
-               (has_rate && peak_gflops > 0 ? json_number(gflops / peak_gflops, 4) : "null") + "}";
+        nlohmann::json row = {{"child", names[i]}, {"type", types[i]}, {"out_shape", child_shapes[i]},
+                              {"truncated_median_ms", truncated[i].median_ms}, {"truncated_min_ms", truncated[i].min_ms},
+                              {"ms", cost_ms}, {"share", whole_ms > 0 ? cost_ms / whole_ms : 0.0}, {"gflop", gflop},
+                              {"gflops", nullptr}, {"peak_share", nullptr}};
+        if (has_rate) row["gflops"] = gflops;
+        if (has_rate && peak_gflops > 0) row["peak_share"] = gflops / peak_gflops;
+        out.push_back(std::move(row));
     }
-    return out + "]";
+    return out;
 }
 
 }  // namespace strata_cli

@@ -1,6 +1,7 @@
 // Helpers for `strata bench`: timing statistics, and the per-child profile (--profile) that
 // times the model truncated after each direct child and counts each child's multiply-adds.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,7 @@ TimingStats summarize(const std::vector<double>& ms);
 // model's median and min, the child's cost (difference of consecutive medians) and share of the
 // full model's median, its GFLOP (2 x the multiply-adds of its Conv2d and Linear modules, from a
 // shape pass) and GFLOP/s, and that as a share of `peak_gflops` (null when peak_gflops <= 0).
-std::string profile_children_json(const strata::Module& model, const strata::Tensor& x,
+nlohmann::json profile_children_json(const strata::Module& model, const strata::Tensor& x,
                                   const strata::RunOptions& options, int warmup, int iters, double peak_gflops);
 
 }  // namespace strata_cli

@@ -366,21 +366,30 @@ struct BenchCommand {
             ms.push_back(ms_since(t0));
         }
         const strata_cli::TimingStats stats = strata_cli::summarize(ms);
-        char load_field[32] = "null";
-        if (load_ms >= 0) std::snprintf(load_field, sizeof load_field, "%.3f", load_ms);
-        std::string profile_fields;
+        // One JSON document on stdout (nlohmann-json: any layer name is escaped properly).
+        nlohmann::json report = {{"model", model},
+                                 {"dilation", dilation == kNoDilation ? "0,0,0" : dilation},
+                                 {"layers", layers.empty() ? "(full model)" : layers},
+                                 {"batch", batch},
+                                 {"size", size},
+                                 {"threads", options.threads()},
+                                 {"cpu_level", strata::cpu_level_name(options.cpu)},
+                                 {"warmup", std::max(warmup, 1)},
+                                 {"iters", iters},
+                                 {"median_ms", stats.median_ms},
+                                 {"min_ms", stats.min_ms},
+                                 {"mean_ms", stats.mean_ms},
+                                 {"images_per_s", 1000.0 * static_cast<double>(batch) / stats.median_ms},
+                                 {"first_ms", first_ms},
+                                 {"load_ms", nullptr},
+                                 {"samples_ms", ms}};
+        if (load_ms >= 0) report["load_ms"] = load_ms;
         if (profile) {
-            profile_fields = ", \"peak_gflops\": " + (peak_gflops > 0 ? std::to_string(peak_gflops) : "null") +
-                             ", \"profile\": " +
-                             strata_cli::profile_children_json(*net, x, options, warmup, iters, peak_gflops);
+            report["peak_gflops"] = nullptr;
+            if (peak_gflops > 0) report["peak_gflops"] = peak_gflops;
+            report["profile"] = strata_cli::profile_children_json(*net, x, options, warmup, iters, peak_gflops);
         }
-        std::printf("{\"model\": \"%s\", \"dilation\": \"%s\", \"layers\": \"%s\", \"batch\": %lld, \"size\": %lld, "
-                    "\"threads\": %d, \"warmup\": %d, \"iters\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, "
-                    "\"mean_ms\": %.3f, \"images_per_s\": %.2f, \"first_ms\": %.3f, \"load_ms\": %s, \"cpu_level\": \"%s\"%s}\n",
-                    model.c_str(), dilation == kNoDilation ? "0,0,0" : dilation.c_str(), layers.empty() ? "(full model)" : layers.c_str(), static_cast<long long>(batch),
-                    static_cast<long long>(size), options.threads(), std::max(warmup, 1), iters, stats.median_ms,
-                    stats.min_ms, stats.mean_ms, 1000.0 * static_cast<double>(batch) / stats.median_ms, first_ms,
-                    load_field, strata::cpu_level_name(options.cpu), profile_fields.c_str());
+        std::cout << report.dump() << std::endl;
         notes += device.note();  // after the calls: what the CUDA caches hold
         std::cerr << notes;
     }

@@ -78,3 +78,15 @@ TEST_CASE("cli: bench times the weight load and the first call") {
     REQUIRE(j["warmup"] == 1);  // the first call is always made, and counts as warm-up
     REQUIRE(j.count("profile") == 0);
 }
+
+// The report is written by a JSON library: a new name with a quote or a backslash stays valid
+// JSON, and every timed call is there (samples_ms) for a harness that wants one median over rounds.
+TEST_CASE("cli: bench's JSON escapes names and lists every timed call") {
+    const auto [rc, out] = run_bench("--layers 'layer1:fe\"at\\1' --size 32 --threads 1 --warmup 0 --iters 3");
+    INFO(out);
+    REQUIRE(rc == 0);
+    const auto j = nlohmann::json::parse(out);
+    REQUIRE(j["layers"] == "layer1:fe\"at\\1");
+    REQUIRE(j["samples_ms"].size() == 3);
+    for (const auto& v : j["samples_ms"]) REQUIRE(v.get<double>() > 0);
+}
