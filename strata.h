@@ -10,6 +10,7 @@
 #include "io/npy.h"
 #include "io/transforms.h"
 #include "core/ordered_dict.h"
+#include "models/imagenet_classes.h"
 #include "models/init.h"
 #include "core/run_options.h"
 #include "core/tensor.h"

@@ -204,9 +204,9 @@ bool decode_png(const unsigned char* data, size_t size, int64_t max_pixels, std:
     png_infop info = png_create_info_struct(png);
     png_bytep* volatile rows = nullptr;  // freed on every path
     if (!info || setjmp(reader.jump)) {
+        copy_message(out->message, info ? reader.message : "out of memory starting the PNG reader");
         png_free(png, rows);
         png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
-        copy_message(out->message, info ? reader.message : "out of memory starting the PNG reader");
         return false;
     }
     png_set_read_fn(png, &reader, png_read_bytes);
