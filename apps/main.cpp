@@ -3,6 +3,9 @@
 //   strata layers   --model resnet18 [--dilation 0,1,1] [--size 224] [--all]
 //   strata bench    --model resnet18 [--dilation 0,1,1] [--batch 8] [--threads N] [--profile]
 //   strata convert  IN OUT.safetensors [--strip-prefix P]
+//   strata classify --input photo.jpg|folder [--model resnet18] [--weights F] [--top 5] [--json]
+// --input of features and classify takes JPEG/PNG photos (torchvision's ImageNet preprocessing by
+// default: --resize, --crop, --interpolation, --mean, --std, --no-normalize) or float32 .npy arrays.
 // --weights and convert's IN take safetensors or torch.save (.pth) files, told apart by content.
 // Any bad input or usage exits 2 with one line "error: ..." on stderr; outputs are written
 // atomically, so a failed run leaves no partial file.
@@ -10,14 +13,18 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <limits>
 #include <sstream>
 
 #include "bench_profile.h"
 #include "io/mapped_file.h"
 #include "device_options.h"
+#include "image_input.h"
 #include "strata.h"
 
 namespace {
@@ -246,6 +253,7 @@ struct FeaturesCommand {
     CLI::Option* out_option = nullptr;
     CLI::Option* activation_option = nullptr;
     strata_cli::DeviceOptions device;
+    strata_cli::Preprocess preprocess;
 
     CLI::App* add_to(CLI::App& app) {
         auto* c = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
@@ -254,8 +262,10 @@ struct FeaturesCommand {
         c->add_option("--weights", weights, "weight file: .safetensors or torch.save .pth (format read from the content); "
                       "loaded strictly for the children that run");
         c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
-        c->add_option("--input", input, "input: float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
+        c->add_option("--input", input, "input: a JPEG or PNG photo (preprocessed as torchvision's ImageNet weights "
+                      "do, see --resize ...) or a float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
         c->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
+        preprocess.add_to(c);
         out_option = c->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
         c->add_option("--threads", threads, "CPU threads (default: all)")->check(kThreadCount);
         activation_option = c->add_option("--max-activation-mb", max_activation_mb, kActivationHelp);
@@ -278,11 +288,17 @@ struct FeaturesCommand {
             for (const auto& item : return_layers)
                 strata::check_tensor_name(item.second, "--layers new name");
         }
+        if (preprocess.any_given()) {  // usage errors before any file is read
+            STRATA_CHECK(!input.empty(), "--resize, --crop, --interpolation, --mean, --std and --no-normalize apply "
+                         "to an image --input; none is given");
+            preprocess.transform();
+        }
         std::string notes;
         auto net = make_model(model, dilation, weights, load, &return_layers, notes);
         const strata::IntermediateLayerGetter getter(*net, return_layers);
         device.move(*net);
-        const strata::Tensor x = input.empty() ? default_input() : strata::load_npy(input);
+        std::string preprocessing;
+        const strata::Tensor x = input.empty() ? default_input() : strata_cli::load_input(input, preprocess, &preprocessing);
         STRATA_CHECK(x.dim() == 4, (input.empty() ? "input" : input), ": expected an NCHW array, got shape ",
                      strata::shape_str(x.shape()));
         const auto out = device.to_host(getter(device.input(x), options));
@@ -291,9 +307,112 @@ struct FeaturesCommand {
             for (const auto& [name, t] : out) state.insert(name, t);
             strata::Metadata metadata{{"model", model}, {"layers", layers}};
             if (dilation != kNoDilation) metadata["dilation"] = dilation;
+            if (!preprocessing.empty()) metadata["preprocessing"] = preprocessing;
             strata::save(state, out_path, metadata);
         }
         std::cout << python_list(out) << "\n";
+        std::cerr << notes;
+    }
+};
+
+// ---- strata classify ---------------------------------------------------------------------------
+// The full model's logits on each input, softmax, and the top-k ImageNet labels (torchvision's
+// names, models/imagenet_classes.h): `model(x).softmax(1).topk(k)` after weights.transforms().
+struct ClassifyCommand {
+    std::string model = "resnet18", weights, input, packing = "lean";
+    strata::LoadOptions load;
+    int threads = 0, top = 5;
+    bool json = false;
+    int64_t max_activation_mb = 0;
+    CLI::Option* activation_option = nullptr;
+    strata_cli::DeviceOptions device;
+    strata_cli::Preprocess preprocess;
+
+    CLI::App* add_to(CLI::App& app) {
+        auto* c = app.add_subcommand("classify", "top-k ImageNet labels and probabilities (softmax of the logits) for "
+                                                 "a photo, a .npy input, or every JPEG/PNG in a folder");
+        c->add_option("--input", input, "a JPEG or PNG photo (preprocessed as torchvision's ImageNet weights do), a "
+                      "float32 NCHW .npy, or a folder (its JPEG and PNG files, by name)")->required();
+        c->add_option("--model", model, kModelHelp);
+        c->add_option("--weights", weights, "weight file with an ImageNet fc (1000 classes): .safetensors or torch.save "
+                      ".pth, e.g. torchvision's resnet18-f37072fd.pth (default: untrained weights)");
+        c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
+        c->add_option("--top", top, "how many labels per input")->check(CLI::Range(1, 1000))->capture_default_str();
+        c->add_flag("--json", json, "one JSON document on stdout instead of text");
+        c->add_option("--threads", threads, "CPU threads (default: all)")->check(kThreadCount);
+        activation_option = c->add_option("--max-activation-mb", max_activation_mb, kActivationHelp);
+        device.add_to(c, false);
+        c->add_option("--packing", packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
+        preprocess.add_to(c);
+        return c;
+    }
+
+    // The inputs: the file itself, or a folder's regular files that are JPEG or PNG images
+    // (told by content; other files are skipped), sorted by name.
+    static std::vector<std::string> list_inputs(const std::string& path) {
+        std::error_code ec;
+        if (!std::filesystem::is_directory(path, ec)) return {path};
+        std::vector<std::string> files;
+        for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+            std::error_code type_ec;
+            if (entry.is_regular_file(type_ec) && strata::image::is_image_file(entry.path().string()))
+                files.push_back(entry.path().string());
+        }
+        STRATA_CHECK(!ec, path, ": cannot list the folder (", ec.message(), ")");
+        STRATA_CHECK(!files.empty(), path, ": the folder holds no JPEG or PNG image");
+        std::sort(files.begin(), files.end());
+        return files;
+    }
+
+    void run() {
+        const strata::RunOptions options = run_options(threads, packing, max_activation_mb, activation_option, device);
+        if (preprocess.any_given()) preprocess.transform();  // usage errors before any file is read
+        const std::vector<std::string> inputs = list_inputs(input);
+        std::string notes;
+        auto net = make_model(model, kNoDilation, weights, load, nullptr, notes);
+        const std::vector<std::string>& labels = strata::models::imagenet_classes();
+        device.move(*net);
+        nlohmann::json results = nlohmann::json::array();
+        std::string text, preprocessing;
+        for (const std::string& path : inputs) {
+            const strata::Tensor x = strata_cli::load_input(path, preprocess, &preprocessing);
+            STRATA_CHECK(x.dim() == 4, path, ": expected an NCHW array, got shape ", strata::shape_str(x.shape()));
+            const strata::Tensor logits = net->forward(device.input(x), options).to(strata::Device::CPU).contiguous();
+            STRATA_CHECK(logits.dim() == 2 && logits.size(1) == static_cast<int64_t>(labels.size()), model,
+                         ": the model has ", logits.size(1), " classes; classify names ImageNet's ", labels.size());
+            const int64_t classes = logits.size(1);
+            for (int64_t n = 0; n < logits.size(0); ++n) {
+                const float* l = logits.data<float>() + n * classes;
+                // softmax in double (torch computes it in float32: within 1e-7 of this)
+                const double max_logit = *std::max_element(l, l + classes);
+                double sum = 0;
+                for (int64_t i = 0; i < classes; ++i) sum += std::exp(static_cast<double>(l[i]) - max_logit);
+                std::vector<int64_t> order(classes);
+                for (int64_t i = 0; i < classes; ++i) order[i] = i;
+                const int64_t k = std::min<int64_t>(top, classes);
+                std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                                  [&](int64_t a, int64_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+                const std::string name = logits.size(0) > 1 ? path + "[" + std::to_string(n) + "]" : path;
+                nlohmann::json top_k = nlohmann::json::array();
+                text += name + "\n";
+                for (int64_t r = 0; r < k; ++r) {
+                    const int64_t i = order[r];
+                    const double p = std::exp(static_cast<double>(l[i]) - max_logit) / sum;
+                    top_k.push_back({{"index", i}, {"label", labels[i]}, {"probability", p}, {"logit", l[i]}});
+                    char line[64];
+                    std::snprintf(line, sizeof line, "  %8.4f%%  ", 100.0 * p);
+                    text += line + labels[i] + " (" + std::to_string(i) + ")\n";
+                }
+                results.push_back({{"input", name}, {"top", top_k}});
+            }
+        }
+        if (json) {
+            nlohmann::json doc = {{"model", model}, {"weights", weights.empty() ? nlohmann::json() : nlohmann::json(weights)},
+                                  {"preprocessing", preprocessing}, {"results", results}};
+            std::cout << doc.dump(2) << "\n";
+        } else {
+            std::cout << text;
+        }
         std::cerr << notes;
     }
 };
@@ -513,7 +632,9 @@ int main(int argc, char** argv) {
     BenchCommand bench;
     LayersCommand layers;
     ConvertCommand convert;
+    ClassifyCommand classify;
     CLI::App* features_cmd = features.add_to(app);
+    CLI::App* classify_cmd = classify.add_to(app);
     CLI::App* bench_cmd = bench.add_to(app);
     CLI::App* layers_cmd = layers.add_to(app);
     CLI::App* convert_cmd = convert.add_to(app);
@@ -524,7 +645,7 @@ int main(int argc, char** argv) {
         return false;
     };
     if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
-        std::cerr << "error: unknown command '" << argv[1] << "'; commands: features, layers, bench, convert (see --help)\n";
+        std::cerr << "error: unknown command '" << argv[1] << "'; commands: features, classify, layers, bench, convert (see --help)\n";
         return 2;
     }
     try {
@@ -544,6 +665,7 @@ int main(int argc, char** argv) {
         else if (*bench_cmd) bench.run();
         else if (*layers_cmd) layers.run();
         else if (*convert_cmd) convert.run();
+        else if (*classify_cmd) classify.run();
     } catch (const std::bad_alloc&) {
         std::cerr << "error: out of memory\n";
         return 2;

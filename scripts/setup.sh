@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(build-essential cmake libeigen3-dev catch2 nlohmann-json3-dev libcli11-dev pkg-config)
+packages=(build-essential cmake libeigen3-dev catch2 nlohmann-json3-dev libcli11-dev pkg-config
+          libjpeg62-turbo-dev libpng-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

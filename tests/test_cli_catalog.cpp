@@ -201,7 +201,7 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
          "truncated.npy: .npy shape [1, 3, 32, 32] needs 12288 bytes of data but the file has 100 (truncated)"},
         {".npy claiming 120 GB (refused before allocating)", "features --input {d}/huge.npy" + out,
          "huge.npy: .npy shape [1, 3, 100000, 100000] needs 120000000000 bytes of data but the file has 16 (truncated)"},
-        {"not a .npy", "features --input {d}/not_npy.npy" + out, "not_npy.npy: not a .npy file (bad magic)"},
+        {"not a .npy", "features --input {d}/not_npy.npy" + out, "not_npy.npy: not a .npy array, a JPEG or a PNG image (unrecognised first bytes)"},
         {".npy of rank 3", "features --input {d}/rank3.npy" + out, "rank3.npy: expected an NCHW array, got shape [3, 32, 32]"},
         {".npy with 4 channels", "features --input {d}/four_channels.npy" + out,
          "conv1: expected 3 input channels, got 4 (input shape [1, 4, 32, 32])"},

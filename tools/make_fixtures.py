@@ -10,6 +10,8 @@ torch and torchvision, e.g. `/usr/bin/python3 tools/make_fixtures.py`).
     backbones/                      ResNeXt, Wide ResNet, dilated ResNet-50 outputs, state_dict
                                     structure, small segmentation/detection/getter checkpoints
                                     (--only backbones)
+    images/                         photo crops (JPEG, PNG) and what PIL + torchvision make of
+                                    them: preprocessing digests, logits, top-5, features (--only images)
 
 Reruns give identical files on the same machine (fixed seeds; torch.set_num_threads(2)).
 See tests/fixtures/README.md for the schema.
@@ -729,13 +731,140 @@ def make_backbone_fixtures(outdir):
     written += make_checkpoints(outdir)
     return written
 
+# ----------------------------------------------------------------------------------- images
+# tests/fixtures/images/ (`--only images`): small crops of scikit-image's public-domain photos
+# as JPEG and PNG files (several sizes, portrait and landscape, grayscale, RGBA, palette), and
+# what PIL + torchvision make of them: the pixels after Image.open(p).convert("RGB"), after
+# Resize(256), after CenterCrop(224), the normalised tensor (as FNV-1a 64 digests of their
+# bytes, plus a subsample and statistics of the tensor), and the logits, softmax top-5 and
+# layer1/layer4 features of ResNet-18 with detgen weights (seed 2024, not stored) on it.
+IMAGE_SEED = RESNET_SEED
+IMAGE_SUBSAMPLE = 37  # every 37th value of each preprocessed tensor is stored
+# name, skimage image, crop (top, left, height, width), how it is saved
+IMAGE_PHOTOS = [
+    ("astronaut_landscape.jpg", "astronaut", (20, 40, 301, 421), dict(quality=88)),  # 4:2:0, downscale
+    ("rocket_portrait.jpg", "rocket", (10, 180, 413, 271), dict(quality=90, progressive=True)),
+    ("coffee_444.jpg", "coffee", (60, 150, 283, 363), dict(quality=92, subsampling=0)),
+    ("camera_gray.jpg", "camera", (40, 120, 335, 289), dict(quality=85)),  # grayscale JPEG
+    ("chelsea_rgba.png", "chelsea", (60, 150, 121, 163), "rgba"),  # RGBA, upscale
+    ("coins_gray.png", "coins", (50, 60, 153, 201), "gray"),  # 8-bit grayscale PNG
+    ("coffee_palette.png", "coffee", (120, 200, 181, 239), "palette"),  # P with transparency
+]
+IMAGE_FEATURES = ["astronaut_landscape.jpg", "camera_gray.jpg"]  # layer1/layer4 stored for these
+
+
+def image_digest(array):
+    from detgen import fnv1a64
+    return "%016x" % fnv1a64(np.ascontiguousarray(array).tobytes())
+
+
+def make_image_fixtures(outdir):
+    import PIL
+    import skimage
+    import skimage.data
+    from PIL import Image
+    import torchvision.transforms as T
+
+    os.makedirs(outdir, exist_ok=True)
+    written = []
+    for fname, source, (top, left, h, w), how in IMAGE_PHOTOS:
+        a = getattr(skimage.data, source)()[top:top + h, left:left + w]
+        assert a.shape[:2] == (h, w), (fname, a.shape)
+        path = os.path.join(outdir, fname)
+        if isinstance(how, dict):
+            Image.fromarray(a).save(path, **how)
+        elif how == "rgba":  # alpha: a horizontal ramp (dropped by convert("RGB"))
+            alpha = np.tile(np.linspace(0, 255, w).astype(np.uint8), (h, 1))
+            Image.fromarray(np.dstack([a, alpha]), "RGBA").save(path)
+        elif how == "gray":
+            Image.fromarray(a, "L").save(path)
+        elif how == "palette":
+            Image.fromarray(a).quantize(48).save(path, transparency=0)
+        written.append(fname)
+    # Two tiny files strata refuses (by name in tests/test_images.cpp): a 16-bit grayscale PNG and
+    # a CMYK JPEG.
+    Image.fromarray((np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)).save(os.path.join(outdir, "refuse_16bit.png"))
+    Image.new("CMYK", (8, 8), (10, 20, 30, 40)).save(os.path.join(outdir, "refuse_cmyk.jpg"))
+    written += ["refuse_16bit.png", "refuse_cmyk.jpg"]
+
+    normalize = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    model = torchvision.models.resnet18(weights=None)
+    model.load_state_dict(fill_deterministic(model.state_dict(), IMAGE_SEED), strict=True)
+    no_inplace(model)
+    getter = IntermediateLayerGetter(model, OrderedDict([("layer1", "layer1"), ("layer4", "layer4")]))
+    categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    tensors, info = OrderedDict(), OrderedDict()
+    for fname, _, _, _ in IMAGE_PHOTOS:
+        pil = Image.open(os.path.join(outdir, fname))
+        mode = pil.mode
+        rgb = pil.convert("RGB")
+        resized = T.Resize(256)(rgb)
+        cropped = T.CenterCrop(224)(resized)
+        x = normalize(T.ToTensor()(cropped))
+        full = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), normalize])(rgb)
+        assert torch.equal(x, full)
+        xb = x.unsqueeze(0)
+        logits = model(xb)
+        probs = logits.softmax(dim=1)
+        top = probs.topk(6, dim=1)
+        top_logits = logits[0, top.indices[0]]
+        # top-5 must be unambiguous under the features' tolerance: the gaps between consecutive
+        # logits are recorded and must exceed 1e-4 * max|logit|
+        gaps = (top_logits[:-1] - top_logits[1:]).tolist()[:5]
+        entry = OrderedDict([
+            ("pil_mode", mode), ("size", [rgb.height, rgb.width]),
+            ("resized_size", [resized.height, resized.width]),
+            ("decoded_digest", image_digest(np.asarray(rgb))),
+            ("resized_digest", image_digest(np.asarray(resized))),
+            ("cropped_digest", image_digest(np.asarray(cropped))),
+            ("input_digest", image_digest(x.numpy().astype("<f4"))),
+            ("top5", top.indices[0, :5].tolist()),
+            ("top5_labels", [categories[i] for i in top.indices[0, :5].tolist()]),
+            ("top5_probabilities", top.values[0, :5].tolist()),
+            ("top_logit_gaps", gaps),
+        ])
+        assert min(gaps) > 1e-4 * float(logits.abs().max()), (fname, gaps)
+        info[fname] = entry
+        flat = x.reshape(-1)
+        tensors[fname + ".input_sub"] = flat[::IMAGE_SUBSAMPLE].numpy()
+        x64 = x.double()
+        tensors[fname + ".input_stats"] = np.array([float(x64.sum()), float(x64.abs().sum()),
+                                                    float(x64.abs().max())], dtype=np.float32)
+        tensors[fname + ".logits"] = logits.numpy()
+        if fname in IMAGE_FEATURES:
+            outs = getter(xb)
+            for name, y in outs.items():
+                y64 = y.double()
+                step = max(1, -(-y.numel() // SUBSAMPLE_VALUES))
+                entry["sub_step." + name] = step
+                entry["shape." + name] = list(y.shape)
+                tensors[fname + ".sub." + name] = y.reshape(-1)[::step].contiguous().numpy()
+                tensors[fname + ".stats." + name] = np.array([float(y64.sum()), float(y64.abs().sum()),
+                                                              float(y64.abs().max())], dtype=np.float32)
+    meta = base_metadata()
+    meta["pil_version"] = PIL.__version__
+    meta["skimage_version"] = skimage.__version__
+    from PIL import features as pil_features
+    meta["libjpeg_turbo_version"] = str(pil_features.version("jpg"))
+    meta["description"] = ("PIL + torchvision on the photos beside this file: Image.open(p).convert('RGB'), "
+                           "T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(ImageNet mean, std); "
+                           "resnet18 with detgen weights (seed %d, not stored), eval mode" % IMAGE_SEED)
+    meta["seed"] = str(IMAGE_SEED)
+    meta["subsample"] = str(IMAGE_SUBSAMPLE)
+    meta["digest"] = "FNV-1a 64 of the C-order bytes (uint8 HWC images; float32 little-endian CHW tensor)"
+    meta["photos"] = json.dumps(info)
+    save_safetensors(tensors, os.path.join(outdir, "expected.safetensors"), meta)
+    written.append("expected.safetensors")
+    return written
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Writes strata's test fixtures.")
     p.add_argument("--outdir", default=os.path.join(os.path.dirname(HERE), "tests", "fixtures"))
-    p.add_argument("--only", choices=["pth", "nodes", "backbones"],
+    p.add_argument("--only", choices=["pth", "nodes", "backbones", "images"],
                    help="write only this group (pth: the torch.save files in OUTDIR/pth; nodes: the FX "
-                        "node fixtures nodes_*.safetensors; backbones: OUTDIR/backbones)")
+                        "node fixtures nodes_*.safetensors; backbones: OUTDIR/backbones; images: photos "
+                        "and torchvision's preprocessing and outputs in OUTDIR/images)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -751,6 +880,10 @@ def main(argv=None):
         with torch.no_grad():
             for name in make_backbone_fixtures(os.path.join(args.outdir, "backbones")):
                 print("backbones/" + name)
+    if args.only == "images" or args.only is None:
+        with torch.no_grad():
+            for name in make_image_fixtures(os.path.join(args.outdir, "images")):
+                print("images/" + name)
     if args.only is not None:
         return
     with torch.no_grad():

@@ -5,6 +5,7 @@
 #include <strata/strata.h>
 
 #include <cstdio>
+#include <memory>
 #include <iostream>
 #include <string>
 
@@ -59,6 +60,21 @@ int main(int argc, char** argv) {
               info[1].stride == 32,
           "IntermediateLayerGetter: " + info[0].name + " " + strata::shape_str(info[0].shape) + ", " + info[1].name +
               " " + strata::shape_str(info[1].shape));
+    // Images: a 2x1 PNG (written by PIL) decoded and preprocessed; links libpng and libjpeg, which a
+    // static libstrata passes on through strataConfig.cmake and strata.pc.
+    static const unsigned char png[] = {
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+        0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x08, 0x02, 0x00, 0x00, 0x00, 0x7b, 0x40, 0xe8, 0xdd, 0x00, 0x00, 0x00,
+        0x0f, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xf8, 0xcf, 0xc0, 0xc0, 0xd0, 0xf0, 0x1f, 0x00, 0x08, 0x00,
+        0x02, 0x7f, 0x25, 0x3e, 0xfc, 0x09, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+    const strata::image::Image img = strata::image::decode(png, sizeof png, "tiny.png");
+    const strata::Tensor pixels = strata::image::Compose({std::make_shared<strata::image::Resize>(4),
+                                                          std::make_shared<strata::image::ToTensor>()})(img);
+    check(img.width == 2 && img.height == 1 && img.pixels[0] == 255 && img.pixels[4] == 128 &&
+              pixels.shape() == strata::Shape{3, 4, 8},
+          "image::decode (PNG) and a Resize + ToTensor transform: " + strata::shape_str(pixels.shape()));
+    check(strata::models::imagenet_classes().size() == 1000, "imagenet_classes: " +
+                                                                  strata::models::imagenet_classes()[0] + ", ...");
     check(strata::cuda_built() || strata::cuda_device_count() == 0, std::string("cuda_built: ") +
                                                                          (strata::cuda_built() ? "yes" : "no"));
     std::remove((dir + "/resnet18.safetensors").c_str());
