@@ -319,7 +319,7 @@ struct FeaturesCommand {
 // The full model's logits on each input, softmax, and the top-k ImageNet labels (torchvision's
 // names, models/imagenet_classes.h): `model(x).softmax(1).topk(k)` after weights.transforms().
 struct ClassifyCommand {
-    std::string model = "resnet18", weights, input, packing = "lean";
+    std::string model = "resnet18", weights, input, packing = "lean", cpu = "auto";
     strata::LoadOptions load;
     int threads = 0, top = 5;
     bool json = false;
@@ -343,6 +343,7 @@ struct ClassifyCommand {
         activation_option = c->add_option("--max-activation-mb", max_activation_mb, kActivationHelp);
         device.add_to(c, false);
         c->add_option("--packing", packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
+        c->add_option("--cpu", cpu, kCpuHelp)->check(CLI::IsMember({"auto", "avx512", "avx2", "baseline"}))->capture_default_str();
         preprocess.add_to(c);
         return c;
     }
@@ -365,7 +366,7 @@ struct ClassifyCommand {
     }
 
     void run() {
-        const strata::RunOptions options = run_options(threads, packing, max_activation_mb, activation_option, device);
+        const strata::RunOptions options = run_options(threads, packing, cpu, max_activation_mb, activation_option, device);
         if (preprocess.any_given()) preprocess.transform();  // usage errors before any file is read
         const std::vector<std::string> inputs = list_inputs(input);
         std::string notes;
