@@ -1,6 +1,8 @@
 // Device memory as core sees it: allocate, free and copy bytes on a CUDA device, with no CUDA
-// header in sight. A CUDA build implements these in kernels/cuda/context.cu; a CPU-only build
-// links kernels/cuda_none.cpp instead, where each throws "this build has no CUDA backend".
+// header in sight. kernels/cuda_loader.cpp implements these by calling the CUDA backend plugin
+// (libstrata_cuda.so.0), opened on first use; where it cannot be opened they throw (or, for
+// cuda_device_count, report) why: a missing library named by the dynamic loader, or, in a
+// CPU-only build, "this build has no CUDA backend".
 // Copies are synchronous (they return when the bytes have arrived) and go through the default
 // stream, which waits for the work a CudaContext queued on its stream before.
 #pragma once

@@ -7,8 +7,10 @@
 //     and cached here) and each matrix product.
 // Handles and the pool are not thread-safe: one context per calling thread. Returned tensors
 // are ready once the stream has done its work; Tensor::to(Device::CPU) waits for that.
-// This header has no CUDA include; the implementation is kernels/cuda/context.cu, or
-// kernels/cuda_none.cpp (which throws) in a build without the CUDA backend.
+// This header has no CUDA include. The implementation is in libstrata (kernels/cuda_loader.cpp),
+// calling the CUDA backend plugin libstrata_cuda.so.0 (kernels/cuda/, kernels/cuda_plugin.h),
+// which it opens the first time a context is created; in a build without the CUDA backend
+// every entry point throws "this build has no CUDA backend".
 #pragma once
 #include <strata/export.h>
 #include <cstdint>
@@ -54,7 +56,7 @@ public:
     // bias+ReLU), algorithms IMPLICIT_PRECOMP_GEMM x6, WINOGRAD_NONFUSED x5; 1 matrix product".
     std::string summary() const;
 
-    struct Impl;  // kernels/cuda/context.cuh
+    struct Impl;  // kernels/cuda_loader.cpp: the plugin's handle and the resolved options
     Impl& impl() { return *impl_; }
 
 private:

@@ -209,15 +209,16 @@ inline std::string slurp(const std::string& path) {
 
 // One run of the strata CLI: exit code (-1 if it did not exit normally), stdout, stderr. `tag`
 // names its capture files; ctest runs test cases as parallel processes in one folder, so the
-// file names carry the pid too.
+// file names carry the pid too. `env` ("NAME=value ...", shell-quoted) is set for the CLI only.
 struct CliRun {
     int rc;
     std::string out, err;
 };
-inline CliRun run_cli(const std::string& args, const std::string& tag) {
+inline CliRun run_cli(const std::string& args, const std::string& tag, const std::string& env = "") {
     const std::string base = tag + "_" + std::to_string(::getpid()) + "_";
     const std::string out = base + "stdout.txt", err = base + "stderr.txt";
-    const std::string cmd = std::string(STRATA_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
+    const std::string cmd =
+        (env.empty() ? "" : env + " ") + std::string(STRATA_CLI_PATH) + " " + args + " >" + out + " 2>" + err;
     const int status = std::system(cmd.c_str());
     CliRun r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
     std::remove(out.c_str());

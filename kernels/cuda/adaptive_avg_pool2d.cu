@@ -31,9 +31,9 @@ __global__ void adaptive_avg_pool2d_kernel(AdaptiveAvgPool2dParams p, const floa
 
 }  // namespace
 
-void adaptive_avg_pool2d(CudaContext& ctx, const AdaptiveAvgPool2dParams& p, const float* x, float* y,
+void adaptive_avg_pool2d(Context& ctx, const AdaptiveAvgPool2dParams& p, const float* x, float* y,
                          bool channels_last) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "adaptive_avg_pool2d");
+    Context& im = cuda_detail::use(ctx, "adaptive_avg_pool2d");
     const int64_t count = p.n * p.c * p.oh * p.ow;
     if (count == 0) return;
     if (channels_last)

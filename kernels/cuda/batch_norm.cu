@@ -21,9 +21,9 @@ __global__ void batch_norm_kernel(const float* x, const float* weight, const flo
 
 }  // namespace
 
-void batch_norm(CudaContext& ctx, const BatchNormParams& p, const float* x, const float* weight,
+void batch_norm(Context& ctx, const BatchNormParams& p, const float* x, const float* weight,
                 const float* bias, const float* mean, const float* var, float* y, bool channels_last) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "batch_norm");
+    Context& im = cuda_detail::use(ctx, "batch_norm");
     const int64_t count = p.n * p.c * p.hw;
     if (count == 0) return;
     if (channels_last)

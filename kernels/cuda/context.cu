@@ -1,8 +1,8 @@
-// CudaContext, CudaGraph, the memory pool and core's device-memory hooks (core/device.h) for
-// the CUDA build. Everything here is host code calling the CUDA runtime, cuDNN and cuBLASLt.
+// The plugin's contexts (stream, handles, memory pool, plan caches) and CUDA graphs: what
+// libstrata's CudaContext and CudaGraph (kernels/cuda_context.h) hold handles to. Everything
+// here is host code calling the CUDA runtime, cuDNN and cuBLASLt; plugin.cu exposes it.
 #include <sstream>
 
-#include "../../core/device.h"
 #include "context.cuh"
 
 namespace strata {
@@ -119,94 +119,28 @@ LinearPlan::~LinearPlan() {
     if (d) cublasLtMatrixLayoutDestroy(d);
 }
 
-CudaContext::Impl& use(CudaContext& ctx, const char*) {
-    CudaContext::Impl& impl = ctx.impl();
-    impl.activate();
-    return impl;
+Context& use(Context& ctx, const char*) {
+    ctx.activate();
+    return ctx;
 }
 
-}  // namespace cuda_detail
+// ---- contexts --------------------------------------------------------------------------
 
-// ---- core/device.h ---------------------------------------------------------------------
-
-bool cuda_built() { return true; }
-
-int cuda_device_count(std::string* why) {
-    int count = 0;
-    const cudaError_t status = cudaGetDeviceCount(&count);
-    if (status != cudaSuccess) {
-        cudaGetLastError();
-        if (why) *why = std::string("no usable CUDA device (") + cudaGetErrorName(status) + ": " +
-                        cudaGetErrorString(status) + ")";
-        return 0;
-    }
-    if (count == 0 && why) *why = "no CUDA device is present";
-    return count;
-}
-
-void* device_alloc(size_t nbytes) {
-    void* ptr = nullptr;
-    STRATA_CUDA_CHECK("alloc", cudaMalloc(&ptr, nbytes));
-    return ptr;
-}
-
-void device_free(void* ptr) noexcept {
-    if (ptr) cudaFree(ptr);
-}
-
-void device_copy(void* dst, const void* src, size_t nbytes, CopyKind kind) {
-    const cudaMemcpyKind k = kind == CopyKind::HostToDevice   ? cudaMemcpyHostToDevice
-                             : kind == CopyKind::DeviceToHost ? cudaMemcpyDeviceToHost
-                                                              : cudaMemcpyDeviceToDevice;
-    // The legacy default stream waits for the contexts' (blocking) streams, and a copy to the
-    // host returns once the bytes are there: results of queued work are complete.
-    STRATA_CUDA_CHECK("copy", cudaMemcpy(dst, src, nbytes, k));
-    if (kind == CopyKind::DeviceToDevice) STRATA_CUDA_CHECK("copy", cudaDeviceSynchronize());
-}
-
-// ---- CudaContext -----------------------------------------------------------------------
-
-CudaContext::Impl::~Impl() {
-    conv_plans.clear();
-    linear_plans.clear();
-    if (stream) cudaStreamSynchronize(stream);
-    if (cublaslt) cublasLtDestroy(cublaslt);
-    if (cudnn) cudnnDestroy(cudnn);
-    if (stream) cudaStreamDestroy(stream);
-}
-
-void CudaContext::Impl::activate() {
-    int current = -1;
-    STRATA_CUDA_CHECK("activate", cudaGetDevice(&current));
-    if (current != device) STRATA_CUDA_CHECK("activate", cudaSetDevice(device));
-}
-
-std::shared_ptr<void> CudaContext::Impl::scratch(size_t nbytes) { return pool->take(nbytes); }
-
-CudaContext::CudaContext(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-CudaContext::~CudaContext() = default;
-
-std::shared_ptr<CudaContext> CudaContext::create(const CudaOptions& options) {
-    std::string why;
-    const int count = cuda_device_count(&why);
-    STRATA_CHECK(count > 0, "CUDA was asked for but ", why);
-    STRATA_CHECK(options.device >= 0 && options.device < count, "CUDA device ", options.device,
-                 " does not exist; this machine has ", count, " (0..", count - 1, ")");
-    auto impl = std::make_unique<Impl>();
-    impl->options = options;
-    impl->device = options.device;
-    impl->channels_last = options.channels_last < 0 ? options.tf32 : options.channels_last != 0;
-    STRATA_CUDA_CHECK("context", cudaSetDevice(options.device));
+std::unique_ptr<Context> create_context(int device, bool tf32) {
+    auto ctx = std::make_unique<Context>();
+    ctx->tf32 = tf32;
+    ctx->device = device;
+    STRATA_CUDA_CHECK("context", cudaSetDevice(device));
     // A blocking stream (not cudaStreamNonBlocking): the synchronous copies of core/device.h,
     // on the legacy default stream, then wait for the work queued here.
-    STRATA_CUDA_CHECK("context", cudaStreamCreateWithFlags(&impl->stream, cudaStreamDefault));
-    STRATA_CUDNN_CHECK("context", cudnnCreate(&impl->cudnn));
-    STRATA_CUDNN_CHECK("context", cudnnSetStream(impl->cudnn, impl->stream));
-    STRATA_CUBLAS_CHECK("context", cublasLtCreate(&impl->cublaslt));
-    impl->pool = std::make_shared<cuda_detail::MemoryPool>();
+    STRATA_CUDA_CHECK("context", cudaStreamCreateWithFlags(&ctx->stream, cudaStreamDefault));
+    STRATA_CUDNN_CHECK("context", cudnnCreate(&ctx->cudnn));
+    STRATA_CUDNN_CHECK("context", cudnnSetStream(ctx->cudnn, ctx->stream));
+    STRATA_CUBLAS_CHECK("context", cublasLtCreate(&ctx->cublaslt));
+    ctx->pool = std::make_shared<MemoryPool>();
 
     cudaDeviceProp prop{};
-    STRATA_CUDA_CHECK("context", cudaGetDeviceProperties(&prop, options.device));
+    STRATA_CUDA_CHECK("context", cudaGetDeviceProperties(&prop, device));
     int runtime = 0, driver = 0;
     cudaRuntimeGetVersion(&runtime);
     cudaDriverGetVersion(&driver);
@@ -216,18 +150,17 @@ std::shared_ptr<CudaContext> CudaContext::create(const CudaOptions& options) {
          << " SMs, " << (prop.totalGlobalMem >> 20) << " MiB), cuDNN " << cudnn_version / 10000 << "."
          << (cudnn_version / 100) % 100 << "." << cudnn_version % 100 << ", CUDA runtime "
          << runtime / 1000 << "." << (runtime % 1000) / 10 << ", driver " << driver / 1000 << "."
-         << (driver % 1000) / 10 << ", " << (options.tf32 ? "TF32 on" : "TF32 off") << ", "
-         << (impl->channels_last ? "NHWC" : "NCHW") << " activations";
-    impl->name = name.str();
-    return std::shared_ptr<CudaContext>(new CudaContext(std::move(impl)));
+         << (driver % 1000) / 10;
+    ctx->name = name.str();
+    return ctx;
 }
 
-std::string CudaContext::summary() const {
+std::string summary(const Context& ctx) {
     static const char* names[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT", "FFT",
                                   "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
     std::map<std::string, int> algos, refusals;
     int fused = 0;
-    for (const auto& item : impl_->conv_plans) {
+    for (const auto& item : ctx.conv_plans) {
         const auto& plan = *item.second;
         const int a = static_cast<int>(plan.algo);
         algos[a >= 0 && a < 8 ? names[a] : std::to_string(a)]++;
@@ -235,93 +168,105 @@ std::string CudaContext::summary() const {
         if (!plan.fused_refusal.empty()) refusals[plan.fused_refusal]++;
     }
     std::ostringstream os;
-    os << impl_->conv_plans.size() << " convolution shapes (" << fused << " with cuDNN's fused bias+ReLU), algorithms";
+    os << ctx.conv_plans.size() << " convolution shapes (" << fused << " with cuDNN's fused bias+ReLU), algorithms";
     for (const auto& [name, n] : algos) os << " " << name << " x" << n;
     for (const auto& [status, n] : refusals) os << "; fused call refused (" << status << ") x" << n;
-    os << "; " << impl_->linear_plans.size() << " matrix product shapes";
+    os << "; " << ctx.linear_plans.size() << " matrix product shapes";
     return os.str();
 }
 
-const CudaOptions& CudaContext::options() const { return impl_->options; }
-bool CudaContext::channels_last() const { return impl_->channels_last; }
-std::string CudaContext::device_name() const { return impl_->name; }
-
-Tensor CudaContext::empty(const Shape& shape, bool channels_last) {
-    impl_->activate();
-    const int64_t n = shape_numel(shape);
-    const size_t nbytes = static_cast<size_t>(n) * sizeof(float);
-    std::shared_ptr<void> block = impl_->pool->take(nbytes);
-    void* ptr = block.get();
-    auto storage = Storage::borrow(ptr, nbytes, std::move(block), Device::CUDA);
-    return Tensor(std::move(storage), 0, shape,
-                  channels_last ? channels_last_strides(shape) : contiguous_strides(shape), DType::Float32);
-}
-
-void CudaContext::synchronize() {
-    impl_->activate();
-    STRATA_CUDA_CHECK("synchronize", cudaStreamSynchronize(impl_->stream));
+void synchronize(Context& ctx) {
+    ctx.activate();
+    STRATA_CUDA_CHECK("synchronize", cudaStreamSynchronize(ctx.stream));
     STRATA_CUDA_CHECK("synchronize", cudaGetLastError());
 }
 
-void CudaContext::release_cached_memory() {
-    synchronize();
-    impl_->pool->release_cached();
+}  // namespace cuda_detail
+}  // namespace strata
+
+StrataCudaContext::~StrataCudaContext() {
+    conv_plans.clear();
+    linear_plans.clear();
+    if (stream) cudaStreamSynchronize(stream);
+    if (cublaslt) cublasLtDestroy(cublaslt);
+    if (cudnn) cudnnDestroy(cudnn);
+    if (stream) cudaStreamDestroy(stream);
 }
 
-// ---- CudaGraph -------------------------------------------------------------------------
+void StrataCudaContext::activate() {
+    int current = -1;
+    STRATA_CUDA_CHECK("activate", cudaGetDevice(&current));
+    if (current != device) STRATA_CUDA_CHECK("activate", cudaSetDevice(device));
+}
 
-struct CudaGraph::Impl {
-    CudaContext::Impl* ctx = nullptr;
+std::shared_ptr<void> StrataCudaContext::scratch(size_t nbytes) { return pool->take(nbytes); }
+
+// ---- CUDA graphs -------------------------------------------------------------------------
+// libstrata's CudaGraph::capture runs the call once eagerly, then begin_graph, the call again
+// (recorded, not run), then end_graph; abort_graph when the recorded call throws.
+
+struct StrataCudaGraph {
+    StrataCudaContext* ctx = nullptr;
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
-    std::shared_ptr<cuda_detail::MemoryPool> pool;  // the memory the graph replays into
-    ~Impl() {
+    std::shared_ptr<strata::cuda_detail::MemoryPool> pool;  // the memory the graph replays into
+    ~StrataCudaGraph() {
         if (exec) cudaGraphExecDestroy(exec);
         if (graph) cudaGraphDestroy(graph);
     }
 };
 
-CudaGraph::CudaGraph(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-CudaGraph::~CudaGraph() = default;
+namespace strata {
+namespace cuda_detail {
 
-std::unique_ptr<CudaGraph> CudaGraph::capture(CudaContext& ctx, const std::function<void()>& call) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "graph capture");
-    STRATA_CHECK(!im.capturing, "cuda graph capture: this context is already capturing");
-    // Once eagerly: algorithm searches, weight folding and layout caches happen outside capture.
-    call();
-    ctx.synchronize();
+namespace {
+// Back to normal allocation: the context's pool serves requests again.
+void stop_capturing(Context& ctx) noexcept {
+    ctx.pool->capture.reset();
+    ctx.capture_pool.reset();
+    ctx.capturing = false;
+}
+}  // namespace
 
-    auto graph = std::make_unique<Impl>();
-    graph->ctx = &im;
-    graph->pool = std::make_shared<cuda_detail::MemoryPool>();
-    im.pool->capture = graph->pool;
-    im.capturing = true;
-    auto end_capture = [&im] {
-        im.pool->capture.reset();
-        im.capturing = false;
-    };
+void begin_graph(Context& ctx) {
+    use(ctx, "graph capture");
+    STRATA_CHECK(!ctx.capturing, "cuda graph capture: this context is already capturing");
+    ctx.capture_pool = std::make_shared<MemoryPool>();
+    ctx.pool->capture = ctx.capture_pool;
+    ctx.capturing = true;
     // Relaxed: the pool may still need a cudaMalloc while capturing.
-    STRATA_CUDA_CHECK("graph capture", cudaStreamBeginCapture(im.stream, cudaStreamCaptureModeRelaxed));
-    try {
-        call();
-    } catch (...) {
-        cudaGraph_t broken = nullptr;
-        cudaStreamEndCapture(im.stream, &broken);
-        if (broken) cudaGraphDestroy(broken);
-        cudaGetLastError();
-        end_capture();
-        throw;
-    }
-    const cudaError_t status = cudaStreamEndCapture(im.stream, &graph->graph);
-    end_capture();
+    const cudaError_t status = cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeRelaxed);
+    if (status != cudaSuccess) stop_capturing(ctx);
+    STRATA_CUDA_CHECK("graph capture", status);
+}
+
+StrataCudaGraph* end_graph(Context& ctx) {
+    STRATA_CHECK(ctx.capturing, "cuda graph capture: this context is not capturing");
+    auto graph = std::make_unique<StrataCudaGraph>();
+    graph->ctx = &ctx;
+    graph->pool = ctx.capture_pool;
+    const cudaError_t status = cudaStreamEndCapture(ctx.stream, &graph->graph);
+    stop_capturing(ctx);
     STRATA_CUDA_CHECK("graph capture", status);
     STRATA_CUDA_CHECK("graph capture", cudaGraphInstantiate(&graph->exec, graph->graph, 0));
-    return std::make_unique<CudaGraph>(std::move(graph));
+    return graph.release();
 }
 
-void CudaGraph::replay() {
-    impl_->ctx->activate();
-    STRATA_CUDA_CHECK("graph replay", cudaGraphLaunch(impl_->exec, impl_->ctx->stream));
+void abort_graph(Context& ctx) noexcept {
+    if (!ctx.capturing) return;
+    cudaGraph_t broken = nullptr;
+    cudaStreamEndCapture(ctx.stream, &broken);
+    if (broken) cudaGraphDestroy(broken);
+    cudaGetLastError();
+    stop_capturing(ctx);
 }
 
+void replay(StrataCudaGraph& graph) {
+    graph.ctx->activate();
+    STRATA_CUDA_CHECK("graph replay", cudaGraphLaunch(graph.exec, graph.ctx->stream));
+}
+
+void destroy(StrataCudaGraph* graph) noexcept { delete graph; }
+
+}  // namespace cuda_detail
 }  // namespace strata

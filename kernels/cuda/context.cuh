@@ -1,7 +1,9 @@
-// The inside of a CudaContext (kernels/cuda_context.h), shared by the kernels in kernels/cuda/:
-// stream, cuDNN and cuBLASLt handles, the memory pool, the per-shape caches, and the status
-// checks. Every CUDA, cuDNN and cuBLAS call in strata goes through one of the CHECK macros
-// below, which throw strata::Error naming the op, the call and the library's own message.
+// The CUDA backend plugin's inside (libstrata_cuda.so.0, see kernels/cuda_plugin.h), shared by
+// the kernels in kernels/cuda/: the context (stream, cuDNN and cuBLASLt handles, the memory pool,
+// the per-shape caches), and the status checks. Every CUDA, cuDNN and cuBLAS call in strata goes
+// through one of the CHECK macros below, which throw strata::Error naming the op, the call and
+// the library's own message. Those exceptions stay inside the plugin: plugin.cu catches them at
+// the boundary and hands the message to libstrata, which throws its own strata::Error.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime.h>
@@ -16,7 +18,12 @@
 #include <vector>
 
 #include "../../core/error.h"
-#include "../cuda_context.h"
+#include "../adaptive_avg_pool2d.h"
+#include "../batch_norm.h"
+#include "../conv2d.h"
+#include "../cuda_plugin.h"
+#include "../linear.h"
+#include "../max_pool2d.h"
 
 namespace strata {
 namespace cuda_detail {
@@ -107,35 +114,71 @@ struct LinearPlan {
 
 }  // namespace cuda_detail
 
-struct CudaContext::Impl {
-    CudaOptions options;
-    bool channels_last = false;
+}  // namespace strata
+
+// A context of the plugin: what libstrata's CudaContext holds a handle to (kernels/cuda_plugin.h
+// declares the type opaque; only the plugin sees inside).
+struct StrataCudaContext {
+    bool tf32 = false;
     int device = 0;
     std::string name;
     cudaStream_t stream = nullptr;
     cudnnHandle_t cudnn = nullptr;
     cublasLtHandle_t cublaslt = nullptr;
-    std::shared_ptr<cuda_detail::MemoryPool> pool;
+    std::shared_ptr<strata::cuda_detail::MemoryPool> pool;
     bool capturing = false;
+    // While a graph is being captured (between graph_begin and graph_end): its memory pool.
+    std::shared_ptr<strata::cuda_detail::MemoryPool> capture_pool;
     // Key: the convolution's geometry and layout (see conv2d.cu).
-    std::map<std::array<int64_t, 15>, std::unique_ptr<cuda_detail::ConvPlan>> conv_plans;
-    std::map<std::array<int64_t, 4>, std::unique_ptr<cuda_detail::LinearPlan>> linear_plans;  // batch, in, out, bias
+    std::map<std::array<int64_t, 15>, std::unique_ptr<strata::cuda_detail::ConvPlan>> conv_plans;
+    std::map<std::array<int64_t, 4>, std::unique_ptr<strata::cuda_detail::LinearPlan>> linear_plans;  // batch, in, out, bias
 
-    ~Impl();
+    ~StrataCudaContext();
     // Makes the context's device current on this thread (cheap when it already is).
     void activate();
     // Scratch memory for one call (a workspace); given back to the pool when released.
     std::shared_ptr<void> scratch(size_t nbytes);
 };
 
+namespace strata {
+
 namespace cuda_detail {
-// The context's inside, with its device made current: the first line of every cuda:: kernel.
-CudaContext::Impl& use(CudaContext& ctx, const char* op);
+using Context = ::StrataCudaContext;
+// The context, with its device made current: the first line of every cuda:: kernel.
+Context& use(Context& ctx, const char* op);
+
+// context.cu: what the plugin's table offers for contexts and graphs (plugin.cu wraps them).
+std::unique_ptr<Context> create_context(int device, bool tf32);  // the caller checked `device`
+std::string summary(const Context& ctx);
+void synchronize(Context& ctx);
+void begin_graph(Context& ctx);
+StrataCudaGraph* end_graph(Context& ctx);
+void abort_graph(Context& ctx) noexcept;
+void replay(StrataCudaGraph& graph);
+void destroy(StrataCudaGraph* graph) noexcept;
 // Blocks of 256 threads, enough blocks to cover n (capped; kernels loop with a grid stride).
 inline unsigned blocks_for(int64_t n, int threads = 256) {
     const int64_t b = (n + threads - 1) / threads;
     return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
 }
 }  // namespace cuda_detail
+
+// The kernels, as declared in kernels/*.h (namespace cuda) but on the plugin's context;
+// plugin.cu puts them in the table libstrata calls.
+namespace cuda {
+using cuda_detail::Context;
+void conv2d(Context& ctx, const Conv2dParams& p, const float* x, const float* weight,
+            const Conv2dEpilogue& epilogue, float* y, bool channels_last);
+void batch_norm(Context& ctx, const BatchNormParams& p, const float* x, const float* weight,
+                const float* bias, const float* mean, const float* var, float* y, bool channels_last);
+void relu(Context& ctx, const float* x, float* y, int64_t n);
+void add(Context& ctx, const float* a, const float* b, float* y, int64_t n, bool relu_after);
+void max_pool2d(Context& ctx, const MaxPool2dParams& p, const float* x, float* y, bool channels_last);
+void adaptive_avg_pool2d(Context& ctx, const AdaptiveAvgPool2dParams& p, const float* x, float* y,
+                         bool channels_last);
+void linear(Context& ctx, const LinearParams& p, const float* x, const float* weight, const float* bias, float* y);
+void convert_layout(Context& ctx, int64_t n, int64_t c, int64_t h, int64_t w, const float* x,
+                    bool x_channels_last, float* y, bool y_channels_last);
+}  // namespace cuda
 
 }  // namespace strata

@@ -37,7 +37,7 @@ int as_int(int64_t v, const char* what) {
     return static_cast<int>(v);
 }
 
-ConvPlan& plan_for(CudaContext::Impl& im, const Conv2dParams& p, bool channels_last, const float* x,
+ConvPlan& plan_for(Context& im, const Conv2dParams& p, bool channels_last, const float* x,
                    const float* weight, float* y) {
     const std::array<int64_t, 15> key{p.n, p.c, p.h, p.w, p.oc, p.kh, p.kw, p.stride_h, p.stride_w,
                                       p.pad_h, p.pad_w, p.dil_h, p.dil_w, p.groups, channels_last ? 1 : 0};
@@ -67,7 +67,7 @@ ConvPlan& plan_for(CudaContext::Impl& im, const Conv2dParams& p, bool channels_l
                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     STRATA_CUDNN_CHECK("conv2d", cudnnSetConvolutionGroupCount(plan->conv, as_int(p.groups, "groups")));
     // TF32 off: FMA kernels only (what torch does with allow_tf32=False). On: cuDNN's default.
-    const cudnnMathType_t math = im.options.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+    const cudnnMathType_t math = im.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
     STRATA_CUDNN_CHECK("conv2d", cudnnSetConvolutionMathType(plan->conv, math));
     int on = 0, oc = 0, oh = 0, ow = 0;
     STRATA_CUDNN_CHECK("conv2d", cudnnGetConvolution2dForwardOutputDim(plan->conv, plan->x, plan->w, &on, &oc, &oh, &ow));
@@ -95,21 +95,21 @@ ConvPlan& plan_for(CudaContext::Impl& im, const Conv2dParams& p, bool channels_l
                                      search_workspace));
     int best = -1;
     for (int i = 0; i < returned && best < 0; ++i)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && (im.options.tf32 || perf[i].mathType != CUDNN_TENSOR_OP_MATH))
+        if (perf[i].status == CUDNN_STATUS_SUCCESS && (im.tf32 || perf[i].mathType != CUDNN_TENSOR_OP_MATH))
             best = i;
     STRATA_CHECK(best >= 0, "cuda conv2d: cuDNN found no algorithm for input [", p.n, ", ", p.c, ", ", p.h, ", ",
                  p.w, "], ", p.oc, " output channels, kernel ", p.kh, "x", p.kw, (channels_last ? " (NHWC)" : " (NCHW)"));
     plan->algo = perf[best].algo;
     plan->workspace = perf[best].memory;
-    if (im.options.tf32) STRATA_CUDNN_CHECK("conv2d", cudnnSetConvolutionMathType(plan->conv, perf[best].mathType));
+    if (im.tf32) STRATA_CUDNN_CHECK("conv2d", cudnnSetConvolutionMathType(plan->conv, perf[best].mathType));
     return *im.conv_plans.emplace(key, std::move(plan)).first->second;
 }
 
 }  // namespace
 
-void conv2d(CudaContext& ctx, const Conv2dParams& p, const float* x, const float* weight,
+void conv2d(Context& ctx, const Conv2dParams& p, const float* x, const float* weight,
             const Conv2dEpilogue& epilogue, float* y, bool channels_last) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "conv2d");
+    Context& im = cuda_detail::use(ctx, "conv2d");
     ConvPlan& plan = plan_for(im, p, channels_last, x, weight, y);
     std::shared_ptr<void> workspace = im.scratch(plan.workspace);
     const float one = 1.0f, zero = 0.0f;

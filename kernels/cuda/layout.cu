@@ -5,9 +5,9 @@
 namespace strata {
 namespace cuda {
 
-void convert_layout(CudaContext& ctx, int64_t n, int64_t c, int64_t h, int64_t w, const float* x,
+void convert_layout(Context& ctx, int64_t n, int64_t c, int64_t h, int64_t w, const float* x,
                     bool x_channels_last, float* y, bool y_channels_last) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "convert_layout");
+    Context& im = cuda_detail::use(ctx, "convert_layout");
     const int64_t count = n * c * h * w;
     if (count == 0) return;
     if (x_channels_last == y_channels_last) {

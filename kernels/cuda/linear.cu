@@ -14,14 +14,14 @@ using cuda_detail::LinearPlan;
 
 constexpr size_t kLinearWorkspace = size_t(32) << 20;
 
-LinearPlan& plan_for(CudaContext::Impl& im, const LinearParams& p, bool has_bias) {
+LinearPlan& plan_for(Context& im, const LinearParams& p, bool has_bias) {
     const std::array<int64_t, 4> key{p.batch, p.in, p.out, has_bias ? 1 : 0};
     auto found = im.linear_plans.find(key);
     if (found != im.linear_plans.end()) return *found->second;
     STRATA_CHECK(!im.capturing, "cuda linear: a new shape while a CUDA graph is being captured; run the call "
                                 "once before capturing");
     auto plan = std::make_unique<LinearPlan>();
-    const cublasComputeType_t compute = im.options.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const cublasComputeType_t compute = im.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     STRATA_CUBLAS_CHECK("linear", cublasLtMatmulDescCreate(&plan->op, compute, CUDA_R_32F));
     const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
     STRATA_CUBLAS_CHECK("linear", cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)));
@@ -53,8 +53,8 @@ LinearPlan& plan_for(CudaContext::Impl& im, const LinearParams& p, bool has_bias
 
 }  // namespace
 
-void linear(CudaContext& ctx, const LinearParams& p, const float* x, const float* weight, const float* bias, float* y) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "linear");
+void linear(Context& ctx, const LinearParams& p, const float* x, const float* weight, const float* bias, float* y) {
+    Context& im = cuda_detail::use(ctx, "linear");
     if (p.batch == 0) return;
     LinearPlan& plan = plan_for(im, p, bias != nullptr);
     if (bias)

@@ -41,8 +41,8 @@ __global__ void max_pool2d_kernel(MaxPool2dParams p, const float* x, float* y) {
 
 }  // namespace
 
-void max_pool2d(CudaContext& ctx, const MaxPool2dParams& p, const float* x, float* y, bool channels_last) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "max_pool2d");
+void max_pool2d(Context& ctx, const MaxPool2dParams& p, const float* x, float* y, bool channels_last) {
+    Context& im = cuda_detail::use(ctx, "max_pool2d");
     const int64_t count = p.n * p.c * p.oh * p.ow;
     if (count == 0) return;
     if (channels_last)

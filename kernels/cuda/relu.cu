@@ -25,15 +25,15 @@ __global__ void add_kernel(const float* a, const float* b, float* y, int64_t n, 
 
 }  // namespace
 
-void relu(CudaContext& ctx, const float* x, float* y, int64_t n) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "relu");
+void relu(Context& ctx, const float* x, float* y, int64_t n) {
+    Context& im = cuda_detail::use(ctx, "relu");
     if (n == 0) return;
     relu_kernel<<<cuda_detail::blocks_for(n), 256, 0, im.stream>>>(x, y, n);
     STRATA_CUDA_LAUNCH_CHECK("relu");
 }
 
-void add(CudaContext& ctx, const float* a, const float* b, float* y, int64_t n, bool relu_after) {
-    CudaContext::Impl& im = cuda_detail::use(ctx, "add");
+void add(Context& ctx, const float* a, const float* b, float* y, int64_t n, bool relu_after) {
+    Context& im = cuda_detail::use(ctx, "add");
     if (n == 0) return;
     add_kernel<<<cuda_detail::blocks_for(n), 256, 0, im.stream>>>(a, b, y, n, relu_after);
     STRATA_CUDA_LAUNCH_CHECK("add");
