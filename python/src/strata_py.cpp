@@ -315,7 +315,11 @@ PYBIND11_MODULE(_strata, m) {
             const strata::StateDict state = load_file(path, strip_prefix, nullptr);
             load_into(m, state, true, strata::LoadMode::Share);
         }, py::arg("path"), py::arg("strip_prefix"))
-        .def("output_shape", [](const Model& m, const strata::Shape& shape) { return m.module->output_shape(shape); })
+        // By the graph's shape inference (a getter for the last child: the model's output).
+        .def("output_shape", [](const Model& m, const strata::Shape& shape) {
+            const std::string last = m.module->named_children().keys().back();
+            return strata::IntermediateLayerGetter(*m.module, {{last, "out"}}).output_info(shape).at(0).shape;
+        })
         .def("node_names", [](const Model& m) { return strata::IntermediateLayerGetter::node_names(*m.module); });
 
     py::class_<Getter, std::shared_ptr<Getter>>(m, "Getter")
