@@ -37,7 +37,7 @@ fi
 # Debian's interpreter, whatever else is first on PATH (pyenv, conda): its numpy, pytest and
 # (where installed) torch are the ones the venv sees.
 python="${STRATA_PYTHON_EXE:-/usr/bin/python3}"
-venv="${STRATA_PY_VENV:-build/venv-py}"
+venv="${STRATA_PY_VENV:-build-python/venv}"
 [ -x "$venv/bin/python" ] || "$python" -m venv --system-site-packages "$venv"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 install_start=$SECONDS
