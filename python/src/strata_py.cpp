@@ -138,8 +138,8 @@ py::array to_numpy(Tensor t, bool writeable) {
 
 using Items = std::vector<std::pair<std::string, py::array>>;
 
-// Converts with the GIL held; `copy` makes strata-owned copies first (done by the caller
-// without the GIL where the source may change).
+// With the GIL held. Where the tensors' memory may later be moved or replaced by a load (a
+// model's parameters), the caller passes copies made without the GIL, under the model's lock.
 Items to_items(const strata::OrderedDict<Tensor>& dict, bool writeable) {
     Items items;
     items.reserve(dict.size());
