@@ -20,7 +20,7 @@ for arg in "$@"; do
 done
 
 stage_start=$SECONDS
-packages=(build-essential cmake libeigen3-dev nlohmann-json3-dev python3-venv python3-dev python3-numpy python3-pytest)
+packages=(build-essential cmake libeigen3-dev nlohmann-json3-dev libjpeg62-turbo-dev libpng-dev python3-venv python3-dev python3-numpy python3-pytest)
 [ "$with_torch" = 1 ] && packages+=(python3-torchvision)
 missing=()
 for p in "${packages[@]}"; do

@@ -11,8 +11,7 @@
 //     after the GIL is released, never while holding it.
 //   - strata::Error becomes strata.Error, a subclass of ValueError, with strata's message;
 //     "out of memory" errors become MemoryError.
-// Image decoding and transforms (the C++ side's image API, another branch) bind here next to
-// load(): see the "image API" note at the end of PYBIND11_MODULE.
+// Image decoding and transforms (io/image.h, io/transforms.h) are bound at the end of PYBIND11_MODULE.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -354,7 +353,61 @@ PYBIND11_MODULE(_strata, m) {
             return load_for_getter(g, state, strata::LoadMode::Share);
         });
 
-    // Image API: the C++ image decoding and transforms (io/image, io/transforms; another
-    // branch) are to be bound here as functions returning float32 NCHW arrays through
-    // to_numpy(), and re-exported by python/strata/image.py. Nothing decodes images yet.
+    // ---- Images: io/image (decoding as PIL) and io/transforms (torchvision's preprocessing) ----
+    // An image crosses as a uint8 [H, W, 3] array (PIL's numpy.asarray(img)); a transform gives a
+    // float32 [3, H, W] array over strata's tensor. Decoding and transforms run without the GIL.
+    namespace img = strata::image;
+    m.def("image_load", [](const std::string& path) {
+        img::Image image;
+        {
+            py::gil_scoped_release release;
+            image = img::load(path);
+        }
+        py::array_t<uint8_t> out({static_cast<py::ssize_t>(image.height), static_cast<py::ssize_t>(image.width),
+                                  py::ssize_t{3}});
+        std::memcpy(out.mutable_data(), image.data(), image.pixels.size());
+        return out;
+    });
+    using Step = std::shared_ptr<const img::Transform>;
+    py::class_<img::Transform, Step>(m, "Transform")
+        .def("__repr__", &img::Transform::repr);
+    auto size_of = [](const std::vector<int64_t>& size) {
+        STRATA_CHECK(size.size() == 1 || size.size() == 2, "size: expected one number or (height, width), got ",
+                     size.size(), " numbers");
+        return size.size() == 1 ? img::Size::shorter_side(size[0]) : img::Size::exact(size[0], size[1]);
+    };
+    m.def("Resize", [size_of](const std::vector<int64_t>& size, const std::string& interpolation, int64_t max_size) {
+        return Step(std::make_shared<img::Resize>(size_of(size), img::parse_interpolation(interpolation), max_size));
+    });
+    m.def("CenterCrop", [size_of](const std::vector<int64_t>& size) {
+        return Step(std::make_shared<img::CenterCrop>(size_of(size)));
+    });
+    m.def("ToTensor", [] { return Step(std::make_shared<img::ToTensor>()); });
+    m.def("Normalize", [](const std::vector<float>& mean, const std::vector<float>& std) {
+        return Step(std::make_shared<img::Normalize>(mean, std));
+    });
+    py::class_<img::Compose>(m, "Compose")
+        .def(py::init([](const std::vector<Step>& steps) { return img::Compose(steps); }))
+        .def("__repr__", &img::Compose::repr)
+        // A uint8 [H, W, 3] array (or a file path) -> float32 [3, H', W'].
+        .def("__call__", [](const img::Compose& c, py::array_t<uint8_t, py::array::c_style | py::array::forcecast> a) {
+            STRATA_CHECK(a.ndim() == 3 && a.shape(2) == 3, "a transform takes a uint8 [H, W, 3] RGB array, got ",
+                         a.ndim(), " dimensions");
+            const img::Image image = img::Image::from_rgb(a.data(), a.shape(0), a.shape(1));
+            Tensor t;
+            {
+                py::gil_scoped_release release;
+                t = c(image);
+            }
+            return to_numpy(t, true);
+        })
+        .def("load", [](const img::Compose& c, const std::string& path) {
+            Tensor t;
+            {
+                py::gil_scoped_release release;
+                t = c(img::load(path));
+            }
+            return to_numpy(t, true);
+        });
+    m.def("imagenet_classification", [] { return img::imagenet_classification(); });
 }

@@ -17,11 +17,7 @@ from . import _strata
 from ._core import (DEFAULT_MAX_ACTIVATION_BYTES, IncompatibleKeys, IntermediateLayerGetter,
                     OutputInfo, load)
 from . import models
-
-# Image decoding and preprocessing (the C++ image API, being written on another branch) will be
-# exposed here as `strata.image` (decode a file to a float32 NCHW array, torchvision's
-# transforms), bound in python/src/strata_py.cpp. Until then, decode with PIL/torchvision and
-# pass the float32 array.
+from . import image
 
 Error = _strata.Error
 __version__ = _strata.version
@@ -38,4 +34,4 @@ def cpu_info():
 
 
 __all__ = ["DEFAULT_MAX_ACTIVATION_BYTES", "Error", "IncompatibleKeys", "IntermediateLayerGetter",
-           "OutputInfo", "cpu_info", "load", "max_threads", "models", "__version__"]
+           "OutputInfo", "cpu_info", "image", "load", "max_threads", "models", "__version__"]
