@@ -368,26 +368,33 @@ PYBIND11_MODULE(_strata, m) {
         std::memcpy(out.mutable_data(), image.data(), image.pixels.size());
         return out;
     });
-    using Step = std::shared_ptr<const img::Transform>;
-    py::class_<img::Transform, Step>(m, "Transform")
-        .def("__repr__", &img::Transform::repr);
+    // A preprocessing step, held as the C++ transform it is (shared with the Composes it joins).
+    struct Step {
+        std::shared_ptr<const img::Transform> transform;
+    };
+    py::class_<Step>(m, "Transform")
+        .def("__repr__", [](const Step& s) { return s.transform->repr(); });
     auto size_of = [](const std::vector<int64_t>& size) {
         STRATA_CHECK(size.size() == 1 || size.size() == 2, "size: expected one number or (height, width), got ",
                      size.size(), " numbers");
         return size.size() == 1 ? img::Size::shorter_side(size[0]) : img::Size::exact(size[0], size[1]);
     };
     m.def("Resize", [size_of](const std::vector<int64_t>& size, const std::string& interpolation, int64_t max_size) {
-        return Step(std::make_shared<img::Resize>(size_of(size), img::parse_interpolation(interpolation), max_size));
+        return Step{std::make_shared<img::Resize>(size_of(size), img::parse_interpolation(interpolation), max_size)};
     });
     m.def("CenterCrop", [size_of](const std::vector<int64_t>& size) {
-        return Step(std::make_shared<img::CenterCrop>(size_of(size)));
+        return Step{std::make_shared<img::CenterCrop>(size_of(size))};
     });
-    m.def("ToTensor", [] { return Step(std::make_shared<img::ToTensor>()); });
+    m.def("ToTensor", [] { return Step{std::make_shared<img::ToTensor>()}; });
     m.def("Normalize", [](const std::vector<float>& mean, const std::vector<float>& std) {
-        return Step(std::make_shared<img::Normalize>(mean, std));
+        return Step{std::make_shared<img::Normalize>(mean, std)};
     });
     py::class_<img::Compose>(m, "Compose")
-        .def(py::init([](const std::vector<Step>& steps) { return img::Compose(steps); }))
+        .def(py::init([](const std::vector<Step>& steps) {
+            std::vector<std::shared_ptr<const img::Transform>> transforms;
+            for (const Step& s : steps) transforms.push_back(s.transform);
+            return img::Compose(transforms);
+        }))
         .def("__repr__", &img::Compose::repr)
         // A uint8 [H, W, 3] array (or a file path) -> float32 [3, H', W'].
         .def("__call__", [](const img::Compose& c, py::array_t<uint8_t, py::array::c_style | py::array::forcecast> a) {
