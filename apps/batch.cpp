@@ -556,7 +556,7 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
                 if (!item.x.defined()) {
                     STRATA_CHECK(!f.strict, item.error, " (--strict: stopped; ", shard_name(k),
                                  " not written, the shards before it are complete)");
-                    progress.message("skipped: " + item.error);
+                    progress.message("skipped " + item.error);
                     const std::string reason =
                         item.error.compare(0, path.size() + 2, path + ": ") == 0 ? item.error.substr(path.size() + 2) : item.error;
                     skipped.push_back({{"path", path}, {"reason", reason}});
