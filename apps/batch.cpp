@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -519,7 +520,10 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
                              : std::max(1, std::min(8, static_cast<int>(std::thread::hardware_concurrency()) / 4));
     Progress progress(total, tty && !f.quiet);
     int64_t done = 0, skipped_total = 0;
+    double waited = 0;  // seconds the model waited for decoding
     {
+        // The previous shard's write, on a thread of its own while the next shard runs.
+        std::future<void> writing;
         DecodePool pool(r.paths, order, r.transform, img, decode_threads,
                         static_cast<size_t>(std::max<int64_t>(2 * batch, 4 * decode_threads)));
         strata::Tensor x = strata::Tensor::empty({batch, img[0], img[1], img[2]});
@@ -551,7 +555,9 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
                 progress.advance(done, skipped_total, true);
             };
             for (int64_t i = begin; i < end; ++i) {
+                const auto wait_start = std::chrono::steady_clock::now();
                 DecodePool::Item item = pool.next();
+                waited += std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
                 const std::string& path = r.paths[static_cast<size_t>(item.index)];
                 if (!item.x.defined()) {
                     STRATA_CHECK(!f.strict, item.error, " (--strict: stopped; ", shard_name(k),
@@ -569,19 +575,27 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
                 if (++filled == batch) flush();
             }
             flush();
-            // The shard: each output stacked [n, ...] (n may be 0), the ids and the run in its metadata.
+            // The shard: each output stacked [n, ...] (n may be 0), the ids and the run in its
+            // metadata; written (atomically) while the next shard runs, one write at a time.
+            if (writing.valid()) writing.get();  // rethrows a failed write
+            auto data = std::make_shared<std::vector<std::vector<float>>>(std::move(acc));
+            acc.assign(names.size(), {});
             strata::StateDict state;
             const int64_t n = static_cast<int64_t>(ids.size());
             for (size_t o = 0; o < names.size(); ++o) {
                 strata::Shape shape{n};
                 shape.insert(shape.end(), per_image[o].begin(), per_image[o].end());
-                state.insert(names[o], strata::Tensor::from_blob(acc[o].data(), shape));
+                state.insert(names[o], strata::Tensor::from_blob((*data)[o].data(), shape));
             }
             strata::Metadata meta = slice_metadata(k);
             meta["ids"] = ids.dump();
             meta["skipped"] = skipped.dump();
-            strata::save(state, (fs::path(r.out_dir) / shard_name(k)).string(), meta);
+            writing = std::async(std::launch::async, [state = std::move(state), meta = std::move(meta), data,
+                                                      path = (fs::path(r.out_dir) / shard_name(k)).string()] {
+                strata::save(state, path, meta);
+            });
         }
+        if (writing.valid()) writing.get();
     }
     for (const fs::path& p : stale) {
         std::error_code ec;
@@ -590,9 +604,9 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
     const double seconds = progress.seconds();
     progress.clear();
     if (!f.quiet) {
-        char rate[64];
-        std::snprintf(rate, sizeof rate, "%.1f images/s (%.1f s)", seconds > 0 ? static_cast<double>(done) / seconds : 0.0,
-                      seconds);
+        char rate[128];
+        std::snprintf(rate, sizeof rate, "%.1f images/s (%.1f s, %.1f s of it waiting for decoding)",
+                      seconds > 0 ? static_cast<double>(done) / seconds : 0.0, seconds, waited);
         std::cerr << "features: " << done << " images written to " << r.out_dir << " in " << todo.size() << " shard"
                   << (todo.size() == 1 ? "" : "s");
         if (complete > 0) std::cerr << " (" << complete << " more already complete)";
