@@ -451,7 +451,7 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
     // run's -> an error unless --overwrite.
     std::vector<int64_t> todo;
     std::vector<fs::path> stale;
-    int64_t complete = 0;
+    int64_t complete = 0, stored_before = 0;  // complete shards and the images they hold
     {
         std::error_code ec;
         for (const auto& entry : fs::directory_iterator(r.out_dir, ec)) {
@@ -473,11 +473,12 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
         }
         const strata::Metadata want = slice_metadata(k);
         strata::Metadata have;
+        size_t ids = 0;
         try {
             STRATA_CHECK(fs::is_regular_file(fs::symlink_status(path, ec)), "not a regular file");
             const strata::StateDict state = strata::load(path.string(), {}, &have);
             // Complete: every output, each with one row per stored id.
-            const size_t ids = nlohmann::json::parse(have.at("ids")).size();
+            ids = nlohmann::json::parse(have.at("ids")).size();
             for (const std::string& name : names)
                 STRATA_CHECK(state.contains(name) && state.at(name).dim() >= 1 &&
                                  state.at(name).size(0) == static_cast<int64_t>(ids),
@@ -499,6 +500,7 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
         }
         if (mismatch.empty()) {
             ++complete;
+            stored_before += static_cast<int64_t>(ids);
             continue;
         }
         STRATA_CHECK(f.overwrite, path.string(), ": written by another run (its ", mismatch,
@@ -612,6 +614,9 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
         if (complete > 0) std::cerr << " (" << complete << " more already complete)";
         std::cerr << ", " << skipped_total << " skipped, " << rate << "\n";
     }
+    // Some images skipped: exit 0 (the summary says how many). None readable at all: an error.
+    STRATA_CHECK(done + stored_before > 0, "none of the ", n_inputs, " inputs could be read (each reason is on a "
+                 "line above and in the shards' metadata, 'skipped')");
 }
 
 }  // namespace strata_cli

@@ -350,6 +350,12 @@ TEST_CASE("batch: inputs from a glob, a list on stdin, the progress bar on a ter
         CHECK_THAT(r.err, Catch::Contains(c.error));
         CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
     }
+    fs::create_directories(f.dir / "bad");
+    fs::copy_file(f.broken, f.dir / "bad" / "broken.jpg");
+    auto none = f.run((f.dir / "bad").string(), (f.dir / "n").string());
+    CHECK(none.rc == 2);
+    CHECK_THAT(none.err, Catch::EndsWith("error: none of the 1 inputs could be read (each reason is on a line above and "
+                                         "in the shards' metadata, 'skipped')\n"));
     fs::create_directories(f.dir / "empty");
     auto r = f.run((f.dir / "empty").string(), (f.dir / "e").string());
     CHECK(r.rc == 2);
