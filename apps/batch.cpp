@@ -358,6 +358,12 @@ BatchRun::BatchRun(const BatchFlags& flags, const std::string& input, const std:
     impl->description = std::move(description);
     STRATA_CHECK(!out_dir.empty(), "batch mode (--input ", input, ") writes shards: give --out DIR, a folder");
     STRATA_CHECK(out_dir != "-", "batch mode (--input ", input, ") writes shards to a folder; --out - is for one input");
+    const std::string suffix = ".safetensors";
+    std::error_code dir_ec;
+    STRATA_CHECK(fs::is_directory(out_dir, dir_ec) || out_dir.size() <= suffix.size() ||
+                     out_dir.compare(out_dir.size() - suffix.size(), suffix.size(), suffix) != 0,
+                 "batch mode (--input ", input, ") writes a folder of shards; --out ", out_dir,
+                 " names a .safetensors file: give a folder");
     impl->image_shape = fixed_input_shape(impl->transform);
     impl->paths = list_batch_inputs(input, std::cin);
     // --out DIR: created when missing; one run at a time (an advisory lock on DIR/.strata-features.lock).
@@ -410,8 +416,10 @@ void BatchRun::run(const strata::IntermediateLayerGetter& getter, const strata::
         per_image_numel.push_back(strata::shape_numel(per_image.back()));
         bytes_per_image += per_image_numel.back() * 4;
     }
-    const int64_t shard_size =
-        f.shard_size > 0 ? f.shard_size : std::max<int64_t>(1, std::min<int64_t>(1024, (int64_t{256} << 20) / std::max<int64_t>(1, bytes_per_image)));
+    // Default: 1024 images, fewer when their outputs would pass 256 MiB (a shard is held in memory
+    // while it runs, and once more while the previous one is written).
+    const int64_t fitting = (int64_t{256} << 20) / std::max<int64_t>(1, bytes_per_image);
+    const int64_t shard_size = f.shard_size > 0 ? f.shard_size : std::max<int64_t>(1, std::min<int64_t>(1024, fitting));
     const int64_t n_shards = (n_inputs + shard_size - 1) / shard_size;
 
     // The metadata every shard of this run carries (plus its own ids, skipped, slice).

@@ -344,7 +344,7 @@ TEST_CASE("batch: inputs from a glob, a list on stdin, the progress bar on a ter
     };
     for (const auto& c : cases) {
         INFO(c.input << " " << c.extra);
-        const std::string out = c.extra == "--out-is-a-file" ? f.weights : (f.dir / "e").string();
+        const std::string out = c.extra == "--out-is-a-file" ? (f.dir / "list.txt").string() : (f.dir / "e").string();
         const auto r = f.run(c.input, out, c.extra == "--out-is-a-file" ? "" : c.extra);
         CHECK(r.rc == 2);
         CHECK_THAT(r.err, Catch::Contains(c.error));
