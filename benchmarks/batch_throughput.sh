@@ -8,7 +8,8 @@
 # 1. Makes --count JPEGs (once; reused while the folder holds them) from the committed photos
 #    (tests/fixtures/images/) at varied sizes, longer side 300 to 1200 px, quality 75 to 95, with
 #    Debian's python3-pil (/usr/bin/python3).
-# 2. Runs `strata bench` (a fixed 224x224 input, forward calls only: the ceiling), then
+# 2. Runs `strata bench` (a fixed 224x224 input, forward calls only: the ceiling; images/s from
+#    its median call and from its mean one), then
 #    `strata features --input DIR --out OUT` (decode, preprocess to 224x224, forward, write shards;
 #    its summary line's images/s is measured from the first image to the last shard written), then
 #    bench again, all with the same --batch, --threads and --layers, and the default packing
@@ -69,17 +70,21 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 bench1=$(grep -o '"images_per_s":[0-9.e+-]*' "$tmp/b1.out" | cut -d: -f2)
 bench2=$(grep -o '"images_per_s":[0-9.e+-]*' "$tmp/b2.out" | cut -d: -f2)
+mean1=$(grep -o '"mean_ms":[0-9.e+-]*' "$tmp/b1.out" | cut -d: -f2)
+mean2=$(grep -o '"mean_ms":[0-9.e+-]*' "$tmp/b2.out" | cut -d: -f2)
 summary=$(grep '^features: ' "$tmp/f.err")
 feat=$(echo "$summary" | sed -E 's/.* ([0-9.]+) images\/s.*/\1/')
 images=$(echo "$summary" | sed -E 's/^features: ([0-9]+) images.*/\1/')
 iters=$(( (20 + 2) * batch ))  # bench's images, warm-up included, for its CPU time per image
 echo "$summary"
-awk -v b1="$bench1" -v b2="$bench2" -v f="$feat" -v n="$images" -v cb1="$(cpu_of "$tmp/b1")" \
+awk -v b1="$bench1" -v b2="$bench2" -v m1="$mean1" -v m2="$mean2" -v f="$feat" -v n="$images" -v cb1="$(cpu_of "$tmp/b1")" \
     -v cb2="$(cpu_of "$tmp/b2")" -v cf="$(cpu_of "$tmp/f")" -v bi="$iters" -v batch="$batch" -v threads="$threads" \
     -v layers="$layers" 'BEGIN {
   b = (b1 + b2) / 2
   printf "batch %d, threads %d, layers %s\n", batch, threads, layers
-  printf "bench:            %.1f images/s (runs: %.1f, %.1f; %.1f ms CPU per image, load and warm-up included)\n", b, b1, b2, 1000 * (cb1 + cb2) / (2 * bi)
-  printf "features (batch): %.1f images/s (%d images; %.1f ms CPU per image, decoding and model load included)\n", f, n, 1000 * cf / n
-  printf "ratio:            %.1f%% of bench (target: at least 80%%)\n", 100 * f / b
+  bm = (1000 * batch / m1 + 1000 * batch / m2) / 2
+  cb = 1000 * (cb1 + cb2) / (2 * bi); cfi = 1000 * cf / n
+  printf "bench:            %.1f images/s from the median call (runs: %.1f, %.1f), %.1f from the mean call; %.1f ms CPU per image (model set-up and warm-up included)\n", b, b1, b2, bm, cb
+  printf "features (batch): %.1f images/s (%d images, first image to last shard written); %.1f ms CPU per image (decoding, writing and model set-up included)\n", f, n, cfi
+  printf "ratio:            %.1f%% of the bench median, %.1f%% of the bench mean, %.1f%% by CPU time per image (target: at least 80%%)\n", 100 * f / b, 100 * f / bm, 100 * cb / cfi
 }'
