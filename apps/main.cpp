@@ -21,6 +21,7 @@
 #include <limits>
 #include <sstream>
 
+#include "batch.h"
 #include "bench_profile.h"
 #include "io/mapped_file.h"
 #include "device_options.h"
@@ -252,8 +253,10 @@ struct FeaturesCommand {
     int64_t max_activation_mb = 0;
     CLI::Option* out_option = nullptr;
     CLI::Option* activation_option = nullptr;
+    CLI::Option* packing_option = nullptr;
     strata_cli::DeviceOptions device;
     strata_cli::Preprocess preprocess;
+    strata_cli::BatchFlags batch;  // batch mode: --input is a folder, a glob, @list.txt or -
 
     CLI::App* add_to(CLI::App& app) {
         auto* c = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
@@ -263,19 +266,45 @@ struct FeaturesCommand {
                       "loaded strictly for the children that run");
         c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
         c->add_option("--input", input, "input: a JPEG or PNG photo (preprocessed as torchvision's ImageNet weights "
-                      "do, see --resize ...) or a float32 C-order NCHW .npy (default: seeded random 1x3x224x224)");
+                      "do, see --resize ...) or a float32 C-order NCHW .npy (default: seeded random 1x3x224x224); "
+                      "batch mode: a folder, a glob pattern, @list.txt or - (a list on stdin), written to --out DIR");
         c->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
         preprocess.add_to(c);
-        out_option = c->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file");
+        out_option = c->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file "
+                                   "(batch mode: a folder of shards)");
         c->add_option("--threads", threads, "CPU threads (default: all)")->check(kThreadCount);
         activation_option = c->add_option("--max-activation-mb", max_activation_mb, kActivationHelp);
         device.add_to(c, false);
-        c->add_option("--packing", packing, kPackingHelp)->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
+        packing_option = c->add_option("--packing", packing, std::string(kPackingHelp) + " (batch mode: default fast)")
+                             ->check(CLI::IsMember({"lean", "fast"}))->capture_default_str();
         c->add_option("--cpu", cpu, kCpuHelp)->check(CLI::IsMember({"auto", "avx512", "avx2", "baseline"}))->capture_default_str();
+        batch.add_to(c);
         return c;
     }
 
+    // Batch mode (apps/batch.h): many images, decoded on a pool of threads, written as shards.
+    void run_batch() {
+        if (packing_option->count() == 0) packing = "fast";  // a long run repays Winograd's weight transform
+        const strata::RunOptions options =
+            run_options(threads, packing, cpu, max_activation_mb, activation_option, device);
+        const strata::ReturnLayers return_layers = parse_layers(layers);
+        if (dilation != kNoDilation) parse_dilation(dilation);
+        for (const auto& item : return_layers) strata::check_tensor_name(item.second, "--layers new name");
+        strata_cli::BatchRun run(batch, input, out_path, preprocess.transform(),
+                                 {model, dilation == kNoDilation ? "" : dilation, layers, weights});
+        std::string notes;
+        auto net = make_model(model, dilation, weights, load, &return_layers, notes);
+        const strata::IntermediateLayerGetter getter(*net, return_layers);
+        device.move(*net);
+        run.run(getter, options, device);
+        std::cerr << notes;
+    }
+
     void run() {
+        if (!input.empty() && strata_cli::is_batch_input(input)) return run_batch();
+        const std::vector<std::string> batch_only = batch.given();
+        STRATA_CHECK(batch_only.empty(), batch_only.front(), " applies to batch mode (--input a folder, a glob, "
+                     "@list.txt or -); --input ", (input.empty() ? "(none)" : input), " is one input");
         const strata::RunOptions options =
             run_options(threads, packing, cpu, max_activation_mb, activation_option, device);
         const strata::ReturnLayers return_layers = parse_layers(layers);

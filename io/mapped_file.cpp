@@ -225,6 +225,10 @@ void remove_temporary_files_on_signals() {
 }
 
 void write_file_atomically(const std::string& path, const std::string& bytes) {
+    write_file_atomically(path, {{bytes.data(), bytes.size()}});
+}
+
+void write_file_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& pieces) {
     check_writable(path);
     // The temporary: an unpredictable name in the output's folder, created exclusively and never
     // through a symbolic link, so nothing planted there can redirect the write.
@@ -243,11 +247,14 @@ void write_file_atomically(const std::string& path, const std::string& bytes) {
         unregister_temporary(slot);
         STRATA_FAIL(path, ": ", what, " (", std::strerror(err), ")");
     };
-    for (size_t done = 0; done < bytes.size();) {
-        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail("write failed", n < 0 ? errno : EIO);
-        done += static_cast<size_t>(n);
+    for (const auto& [data, size] : pieces) {
+        const char* bytes = static_cast<const char*>(data);
+        for (size_t done = 0; done < size;) {
+            const ssize_t n = ::write(fd, bytes + done, size - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) fail("write failed", n < 0 ? errno : EIO);
+            done += static_cast<size_t>(n);
+        }
     }
     const int closed = ::close(fd);
     fd = -1;

@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../core/tensor.h"
 
@@ -56,6 +58,10 @@ STRATA_API size_t release_file_pages(const void* data, size_t size);
 // symbolic link planted beside the output cannot redirect the write. Refuses what
 // check_writable refuses. Throws Error naming the path.
 STRATA_API void write_file_atomically(const std::string& path, const std::string& bytes);
+// The same for a file made of several byte ranges, written in order (a header, then tensors' data
+// straight from their memory): nothing is joined in memory first.
+STRATA_API void write_file_atomically(const std::string& path,
+                                      const std::vector<std::pair<const void*, size_t>>& pieces);
 
 // Throws the Error a write to `path` would meet, without writing anything: `path` is empty, a
 // directory or another existing file that is not a regular file (a device, a FIFO, a socket;

@@ -337,7 +337,7 @@ void check_tensor_name(const std::string& name, const std::string& what) {
                  "under that key, so no tensor may have that name; rename it");
 }
 
-std::string safetensors_bytes(const StateDict& state, const Metadata& metadata) {
+std::string safetensors_header(const StateDict& state, const Metadata& metadata) {
     for (const auto& item : state) check_tensor_name(item.first, "save: tensor name");
     json header = json::object();
     if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -355,7 +355,14 @@ std::string safetensors_bytes(const StateDict& state, const Metadata& metadata) 
     const uint64_t n = text.size();
     for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
     out += text;
-    out.reserve(out.size() + offset);
+    return out;
+}
+
+std::string safetensors_bytes(const StateDict& state, const Metadata& metadata) {
+    std::string out = safetensors_header(state, metadata);
+    uint64_t data = 0;
+    for (const auto& item : state) data += item.second.nbytes();
+    out.reserve(out.size() + data);
     for (const auto& item : state) {
         const Tensor c = item.second.contiguous();
         out.append(static_cast<const char*>(c.raw_data()), c.nbytes());

@@ -28,5 +28,8 @@ STRATA_API void check_tensor_name(const std::string& name, const std::string& wh
 
 // The bytes of a safetensors file holding `state` (refuses a tensor named "__metadata__") (tensors in state order, header padded to 8).
 STRATA_API std::string safetensors_bytes(const StateDict& state, const Metadata& metadata = {});
+// Its first part alone: the 8-byte length and the JSON header (padded to 8); the tensors' bytes
+// follow it in state order, each contiguous (what save() writes without joining them).
+STRATA_API std::string safetensors_header(const StateDict& state, const Metadata& metadata = {});
 
 }  // namespace strata

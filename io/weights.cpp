@@ -115,7 +115,16 @@ StateDict load(const std::string& path, const LoadOptions& options, Metadata* me
 StateDict load(const std::string& path, Metadata* metadata) { return load(path, LoadOptions{}, metadata); }
 
 void save(const StateDict& state, const std::string& path, const Metadata& metadata) {
-    write_file_atomically(path, safetensors_bytes(state, metadata));
+    // The header, then each tensor's bytes from its own memory: no second copy of the data.
+    const std::string header = safetensors_header(state, metadata);
+    std::vector<Tensor> contiguous;
+    contiguous.reserve(state.size());
+    std::vector<std::pair<const void*, size_t>> pieces{{header.data(), header.size()}};
+    for (const auto& item : state) {
+        contiguous.push_back(item.second.contiguous());
+        pieces.emplace_back(contiguous.back().raw_data(), contiguous.back().nbytes());
+    }
+    write_file_atomically(path, pieces);
 }
 
 std::string find_key_prefix(const std::vector<std::string>& found,

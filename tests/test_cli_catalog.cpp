@@ -160,7 +160,12 @@ TEST_CASE("cli catalog: bad paths, layer specs, .npy files, options and models: 
         // --input, --weights, --out: missing, unreadable, a directory
         {"--input missing", "features --input {d}/missing.npy" + out, "{d}/missing.npy: cannot open (No such file or directory)"},
         {"--input unreadable", "features --input {d}/locked.npy" + out, "{d}/locked.npy: cannot open (Permission denied)", true},
-        {"--input a directory", "features --input {d}/folder" + out, "{d}/folder: not a regular file (it is a directory)"},
+        // (a folder is batch mode's input, apps/batch.h: this one holds no image)
+        {"--input a directory", "features --input {d}/folder --out {d}/out/shards",
+         "{d}/folder: the folder holds no *.jpg, *.jpeg or *.png file (searched recursively)"},
+        {"batch mode, --out a .safetensors name", "features --input {d}/folder" + out,
+         "batch mode (--input {d}/folder) writes a folder of shards; --out {d}/out/features.safetensors names a "
+         ".safetensors file: give a folder"},
         {"--weights missing", "features --weights {d}/missing.safetensors" + out,
          "{d}/missing.safetensors: cannot open (No such file or directory)"},
         {"--weights unreadable", "features --weights {d}/locked.safetensors" + out,
