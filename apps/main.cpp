@@ -579,16 +579,16 @@ struct LayersCommand {
         const auto [h, w] = parse_size(size);
         // Only shapes are reported: the weights are left as the layers make them (no init work).
         auto net = create_model(model, dilation, strata::models::Init::None);
-        nlohmann::json rows = nlohmann::json::array();
+        nlohmann::ordered_json rows = nlohmann::ordered_json::array();
         // {"model", "dilation", "size": [h, w], "batch", "listing": children|nodes|all, "rows": [...]}
         auto print_json = [&](const char* listing) {
-            nlohmann::json doc = {{"model", model},
-                                  {"dilation", dilation == kNoDilation ? nlohmann::json() : nlohmann::json(dilation)},
+            nlohmann::ordered_json doc = {{"model", model},
+                                  {"dilation", dilation == kNoDilation ? nlohmann::ordered_json() : nlohmann::ordered_json(dilation)},
                                   {"size", {h, w}},
                                   {"batch", batch},
                                   {"listing", listing},
                                   {"rows", rows}};
-            std::cout << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+            std::cout << doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
         };
         if (all) {
             for (const auto& [path, m] : net->named_modules()) {
@@ -611,11 +611,11 @@ struct LayersCommand {
         const strata::IntermediateLayerGetter getter(*net, request);
         for (const auto& info : getter.output_info({batch, 3, h, w})) {
             if (json) {
-                nlohmann::json row = {{"name", info.name}};
+                nlohmann::ordered_json row = {{"name", info.name}};
                 if (!nodes) row["type"] = net->child(info.name)->type_name();
                 row["shape"] = info.shape;
                 row["channels"] = info.channels;
-                row["stride"] = info.stride > 0 ? nlohmann::json(info.stride) : nlohmann::json();
+                row["stride"] = info.stride > 0 ? nlohmann::ordered_json(info.stride) : nlohmann::ordered_json();
                 rows.push_back(row);
                 continue;
             }
@@ -662,13 +662,13 @@ struct ConvertCommand {
         if (json) {
             std::error_code ec;
             const auto bytes = std::filesystem::file_size(out, ec);
-            const nlohmann::json doc = {{"input", in},
+            const nlohmann::ordered_json doc = {{"input", in},
                                         {"output", out},
                                         {"strip_prefix", load.strip_prefix},
                                         {"tensors", state.size()},
                                         {"values", values},
-                                        {"bytes", ec ? nlohmann::json() : nlohmann::json(bytes)}};
-            std::cout << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+                                        {"bytes", ec ? nlohmann::ordered_json() : nlohmann::ordered_json(bytes)}};
+            std::cout << doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
             return;
         }
         std::cout << "wrote " << out << ": " << state.size() << " tensors, " << values << " values\n";
