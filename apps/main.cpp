@@ -1,13 +1,15 @@
 // strata: the command-line tool.
-//   strata features --model resnet18 [--dilation 0,1,1] [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors] [--threads N]
-//   strata layers   --model resnet18 [--dilation 0,1,1] [--size 224] [--all]
-//   strata bench    --model resnet18 [--dilation 0,1,1] [--batch 8] [--threads N] [--profile]
-//   strata convert  IN OUT.safetensors [--strip-prefix P]
+//   strata features --model resnet18 [--dilation 0,1,1] [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors|-] [--threads N]
+//                   [--stats] [--json] [--save-maps DIR]   (apps/outputs.h)
+//   strata layers   --model resnet18 [--dilation 0,1,1] [--size 224] [--all] [--json]
+//   strata bench    --model resnet18 [--dilation 0,1,1] [--batch 8] [--threads N] [--profile]   (always JSON)
+//   strata convert  IN OUT.safetensors [--strip-prefix P] [--json]
 //   strata classify --input photo.jpg|folder [--model resnet18] [--weights F] [--top 5] [--json]
 // --input of features and classify takes JPEG/PNG photos (torchvision's ImageNet preprocessing by
 // default: --resize, --crop, --interpolation, --mean, --std, --no-normalize) or float32 .npy arrays.
 // --weights and convert's IN take safetensors or torch.save (.pth) files, told apart by content.
-// Any bad input or usage exits 2 with one line "error: ..." on stderr; outputs are written
+// Any bad input or usage exits 2 with one line "error: ..." on stderr (never JSON, even under
+// --json); outputs are written
 // atomically, so a failed run leaves no partial file.
 #include <CLI/CLI.hpp>
 #include <algorithm>
