@@ -235,21 +235,28 @@ void OutputFlags::check(const strata::ReturnLayers& layers, bool out_stdout) con
     const fs::file_status status = fs::status(maps_dir_, ec);
     if (fs::exists(status)) {
         STRATA_CHECK(fs::is_directory(status), "--save-maps ", maps_dir_, ": exists and is not a folder");
-    } else {
-        // Only the last component is created: a mistyped parent is reported, not made.
-        fs::create_directory(maps_dir_, ec);
-        STRATA_CHECK(!ec, "--save-maps ", maps_dir_, ": cannot create the folder (", ec.message(), ")");
+        // The folder is writable (check_writable checks the folder of a path inside it).
+        try {
+            strata::check_writable(map_path(maps_dir_, layers.empty() ? "x" : layers.front().second, 1, 0));
+        } catch (const strata::Error& e) {
+            STRATA_FAIL("--save-maps ", maps_dir_, ": ", e.what());
+        }
+        return;
     }
-    // The folder is writable (check_writable checks the folder of a path inside it).
-    try {
-        strata::check_writable(map_path(maps_dir_, layers.empty() ? "x" : layers.front().second, 1, 0));
-    } catch (const strata::Error& e) {
-        STRATA_FAIL("--save-maps ", maps_dir_, ": ", e.what());
-    }
+    // Created once the maps are drawn (so a failed run leaves nothing): only the last component,
+    // in an existing, writable folder (a mistyped parent is reported, not made).
+    fs::path dir(maps_dir_);
+    if (!dir.has_filename()) dir = dir.parent_path();  // "maps/" -> "maps"
+    const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+    STRATA_CHECK(fs::is_directory(parent, ec), "--save-maps ", maps_dir_, ": cannot create the folder: '",
+                 parent.string(), "' is not an existing folder");
+    STRATA_CHECK(::access(parent.c_str(), W_OK | X_OK) == 0, "--save-maps ", maps_dir_, ": cannot create the folder "
+                 "in '", parent.string(), "' (", std::strerror(errno), ")");
 }
 
 void OutputFlags::check_map_files(const strata::ReturnLayers& layers, int64_t batch) const {
-    if (!maps()) return;
+    std::error_code ec;
+    if (!maps() || !std::filesystem::is_directory(maps_dir_, ec)) return;  // a new folder: nothing in the way
     for (const auto& item : layers)
         for (int64_t n = 0; n < batch; ++n) strata::check_writable(map_path(maps_dir_, item.second, batch, n));
 }
@@ -260,6 +267,11 @@ void OutputFlags::finish(const Run& run, const strata::OrderedDict<strata::Tenso
     nlohmann::ordered_json maps = nlohmann::ordered_json::array();
     std::string maps_text;
     if (this->maps()) {
+        std::error_code ec;
+        if (!std::filesystem::is_directory(maps_dir_, ec)) {
+            std::filesystem::create_directory(maps_dir_, ec);
+            STRATA_CHECK(!ec, "--save-maps ", maps_dir_, ": cannot create the folder (", ec.message(), ")");
+        }
         for (const auto& [name, tensor] : outputs) {
             const strata::Shape& shape = tensor.shape();
             if (shape.size() != 4 || shape[2] * shape[3] <= 1 || shape[0] == 0 || shape[1] == 0) {

@@ -75,8 +75,8 @@ public:
 
     // Before the work: the flags agree (`out_stdout`: --out -, which refuses --json), the map
     // flags are only given with --save-maps, every output name makes a file name (no '/', not
-    // "." or ".."), and DIR is a folder we can write in (created when missing; its parent must
-    // exist). Throws Error.
+    // "." or ".."), and DIR is a folder we can write in, or can be created (in an existing,
+    // writable folder; finish() creates it). Throws Error.
     void check(const strata::ReturnLayers& layers, bool out_stdout) const;
     // Once the batch size is known: each PNG --save-maps will write can be written.
     void check_map_files(const strata::ReturnLayers& layers, int64_t batch) const;

@@ -356,6 +356,13 @@ TEST_CASE("cli outputs: --save-maps refuses a bad folder or name with one line, 
     std::ofstream(dir / "file") << "x";
     require_one_line_error(run_cli("features --save-maps " + (dir / "file")), "exists and is not a folder");
     require_one_line_error(run_cli("features --save-maps " + (dir / "missing/sub")), "cannot create the folder");
+    // A missing DIR is made once the maps are drawn: a run that fails first leaves nothing.
+    require_one_line_error(run_cli("features --save-maps " + (dir / "new") + " --input " + (dir / "no.npy")),
+                           "no.npy");
+    CHECK(!fs::exists(dir / "new"));
+    const auto made = run_cli("features --layers layer4 --save-maps " + (dir / "new/") + " --threads 2");
+    REQUIRE(made.rc == 0);
+    CHECK(fs::exists(dir / "new/layer4.png"));
     require_one_line_error(run_cli("features --save-maps " + (dir / "m") + " --layers layer1:a/b"),
                            "path separator");
     require_one_line_error(run_cli("features --save-maps " + (dir / "m") + " --layers 'layer1:..'"),
