@@ -1,13 +1,15 @@
 // strata: the command-line tool.
-//   strata features --model resnet18 [--dilation 0,1,1] [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors] [--threads N]
-//   strata layers   --model resnet18 [--dilation 0,1,1] [--size 224] [--all]
-//   strata bench    --model resnet18 [--dilation 0,1,1] [--batch 8] [--threads N] [--profile]
-//   strata convert  IN OUT.safetensors [--strip-prefix P]
+//   strata features --model resnet18 [--dilation 0,1,1] [--weights F] [--input X.npy] [--layers a:x,b:y] [--out O.safetensors|-] [--threads N]
+//                   [--stats] [--json] [--save-maps DIR]   (apps/outputs.h)
+//   strata layers   --model resnet18 [--dilation 0,1,1] [--size 224] [--all] [--json]
+//   strata bench    --model resnet18 [--dilation 0,1,1] [--batch 8] [--threads N] [--profile]   (always JSON)
+//   strata convert  IN OUT.safetensors [--strip-prefix P] [--json]
 //   strata classify --input photo.jpg|folder [--model resnet18] [--weights F] [--top 5] [--json]
 // --input of features and classify takes JPEG/PNG photos (torchvision's ImageNet preprocessing by
 // default: --resize, --crop, --interpolation, --mean, --std, --no-normalize) or float32 .npy arrays.
 // --weights and convert's IN take safetensors or torch.save (.pth) files, told apart by content.
-// Any bad input or usage exits 2 with one line "error: ..." on stderr; outputs are written
+// Any bad input or usage exits 2 with one line "error: ..." on stderr (never JSON, even under
+// --json); outputs are written
 // atomically, so a failed run leaves no partial file.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include "io/mapped_file.h"
 #include "device_options.h"
 #include "image_input.h"
+#include "outputs.h"
 #include "strata.h"
 
 namespace {
@@ -257,6 +260,7 @@ struct FeaturesCommand {
     strata_cli::DeviceOptions device;
     strata_cli::Preprocess preprocess;
     strata_cli::BatchFlags batch;  // batch mode: --input is a folder, a glob, @list.txt or -
+    strata_cli::OutputFlags outputs;  // --stats, --json, --save-maps
 
     CLI::App* add_to(CLI::App& app) {
         auto* c = app.add_subcommand("features", "run the model up to the requested layers and report their outputs");
@@ -271,7 +275,8 @@ struct FeaturesCommand {
         c->add_option("--layers", layers, "child:new_name pairs, comma-separated")->capture_default_str();
         preprocess.add_to(c);
         out_option = c->add_option("--out", out_path, "write the outputs as F32 tensors to this .safetensors file "
-                                   "(batch mode: a folder of shards)");
+                                   "(-: to stdout, binary, and the text report goes to stderr; batch mode: a folder of shards)");
+        outputs.add_to(c);
         c->add_option("--threads", threads, "CPU threads (default: all)")->check(kThreadCount);
         activation_option = c->add_option("--max-activation-mb", max_activation_mb, kActivationHelp);
         device.add_to(c, false);
@@ -284,6 +289,8 @@ struct FeaturesCommand {
 
     // Batch mode (apps/batch.h): many images, decoded on a pool of threads, written as shards.
     void run_batch() {
+        STRATA_CHECK(!outputs.json() && !outputs.stats() && !outputs.maps(), "--stats, --json and --save-maps apply "
+                     "to one input; batch mode (--input ", input, ") writes shards to --out DIR");
         if (packing_option->count() == 0) packing = "fast";  // a long run repays Winograd's weight transform
         const strata::RunOptions options =
             run_options(threads, packing, cpu, max_activation_mb, activation_option, device);
@@ -310,13 +317,17 @@ struct FeaturesCommand {
         const strata::ReturnLayers return_layers = parse_layers(layers);
         if (dilation != kNoDilation) parse_dilation(dilation);  // usage errors before any file is touched
         const bool write = out_option->count() > 0;
+        const bool to_stdout = write && out_path == "-";  // --out -: the safetensors bytes on stdout
         if (write) {  // fail before the work, not after
             STRATA_CHECK(!out_path.empty(), "--out is empty; give a file name");
-            strata::check_writable(out_path);
-            check_not_an_input(out_path, "--out", {{"--weights", &weights}, {"--input", &input}});
+            if (!to_stdout) {
+                strata::check_writable(out_path);
+                check_not_an_input(out_path, "--out", {{"--weights", &weights}, {"--input", &input}});
+            }
             for (const auto& item : return_layers)
                 strata::check_tensor_name(item.second, "--layers new name");
         }
+        outputs.check(return_layers, to_stdout);
         if (preprocess.any_given()) {  // usage errors before any file is read
             STRATA_CHECK(!input.empty(), "--resize, --crop, --interpolation, --mean, --std and --no-normalize apply "
                          "to an image --input; none is given");
@@ -330,16 +341,26 @@ struct FeaturesCommand {
         const strata::Tensor x = input.empty() ? default_input() : strata_cli::load_input(input, preprocess, &preprocessing);
         STRATA_CHECK(x.dim() == 4, (input.empty() ? "input" : input), ": expected an NCHW array, got shape ",
                      strata::shape_str(x.shape()));
+        outputs.check_map_files(return_layers, x.size(0));
+        const auto forward_start = std::chrono::steady_clock::now();
         const auto out = device.to_host(getter(device.input(x), options));
+        const double forward_ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - forward_start).count();
+        std::string safetensors;  // --out -: written last, after the maps
         if (write) {
             strata::StateDict state;
             for (const auto& [name, t] : out) state.insert(name, t);
             strata::Metadata metadata{{"model", model}, {"layers", layers}};
             if (dilation != kNoDilation) metadata["dilation"] = dilation;
             if (!preprocessing.empty()) metadata["preprocessing"] = preprocessing;
-            strata::save(state, out_path, metadata);
+            if (to_stdout) safetensors = strata::safetensors_bytes(state, metadata);
+            else strata::save(state, out_path, metadata);
         }
-        std::cout << python_list(out) << "\n";
+        const strata_cli::OutputFlags::Run run{model, dilation == kNoDilation ? "" : dilation, weights, input,
+                                               x.shape(), preprocessing, return_layers, write ? out_path : "",
+                                               forward_ms};
+        outputs.finish(run, out, python_list(out), to_stdout ? std::cerr : std::cout, notes);
+        if (to_stdout) strata_cli::write_stdout(safetensors);
         std::cerr << notes;
     }
 };
@@ -480,6 +501,8 @@ struct BenchCommand {
                     "iterations) and report each child's time, share, GFLOP and GFLOP/s");
         c->add_option("--peak-gflops", peak_gflops, "fp32 peak of this machine at --threads (benchmarks/fma_probe), "
                       "for --profile's share of peak")->check(CLI::NonNegativeNumber);
+        c->add_flag("--json", "accepted for consistency with the other commands: bench always writes one JSON "
+                    "document on stdout");
         return c;
     }
 
@@ -549,7 +572,7 @@ struct BenchCommand {
 struct LayersCommand {
     std::string model = "resnet18", size = "224", dilation = kNoDilation;
     int64_t batch = 1;
-    bool all = false, nodes = false;
+    bool all = false, nodes = false, json = false;
 
     CLI::App* add_to(CLI::App& app) {
         auto* c = app.add_subcommand("layers", "list the model's children (or --nodes: every graph node) with output "
@@ -561,6 +584,7 @@ struct LayersCommand {
         c->add_flag("--nodes", nodes, "every node a --layers request may name (torch.fx's names: layer1.0.conv1, "
                     "layer1.0.add, layer1.0.relu_1, flatten, ...)");
         c->add_flag("--all", all, "every module path with its constructor arguments");
+        c->add_flag("--json", json, "one JSON document on stdout (the rows as objects) instead of text");
         return c;
     }
 
@@ -587,11 +611,27 @@ struct LayersCommand {
         const auto [h, w] = parse_size(size);
         // Only shapes are reported: the weights are left as the layers make them (no init work).
         auto net = create_model(model, dilation, strata::models::Init::None);
+        nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+        // {"model", "dilation", "size": [h, w], "batch", "listing": children|nodes|all, "rows": [...]}
+        auto print_json = [&](const char* listing) {
+            nlohmann::ordered_json doc = {{"model", model},
+                                  {"dilation", dilation == kNoDilation ? nlohmann::ordered_json() : nlohmann::ordered_json(dilation)},
+                                  {"size", {h, w}},
+                                  {"batch", batch},
+                                  {"listing", listing},
+                                  {"rows", rows}};
+            std::cout << doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+        };
         if (all) {
-            for (const auto& [path, m] : net->named_modules())
-                if (!path.empty())
+            for (const auto& [path, m] : net->named_modules()) {
+                if (path.empty()) continue;
+                if (json)
+                    rows.push_back({{"path", path}, {"type", m->type_name()}, {"args", m->extra_repr()}});
+                else
                     std::cout << path << "  " << m->type_name()
                               << (m->extra_repr().empty() ? "" : "(" + m->extra_repr() + ")") << "\n";
+            }
+            if (json) print_json("all");
             return;
         }
         strata::ReturnLayers request;
@@ -602,11 +642,21 @@ struct LayersCommand {
         }
         const strata::IntermediateLayerGetter getter(*net, request);
         for (const auto& info : getter.output_info({batch, 3, h, w})) {
+            if (json) {
+                nlohmann::ordered_json row = {{"name", info.name}};
+                if (!nodes) row["type"] = net->child(info.name)->type_name();
+                row["shape"] = info.shape;
+                row["channels"] = info.channels;
+                row["stride"] = info.stride > 0 ? nlohmann::ordered_json(info.stride) : nlohmann::ordered_json();
+                rows.push_back(row);
+                continue;
+            }
             std::cout << info.name;
             if (!nodes) std::cout << "  " << net->child(info.name)->type_name();
             std::cout << "  " << strata::shape_str(info.shape) << "  channels " << info.channels << "  stride "
                       << (info.stride > 0 ? std::to_string(info.stride) : "-") << "\n";
         }
+        if (json) print_json(nodes ? "nodes" : "children");
     }
 };
 
@@ -614,12 +664,15 @@ struct LayersCommand {
 struct ConvertCommand {
     std::string in, out;
     strata::LoadOptions load;
+    bool json = false;
 
     CLI::App* add_to(CLI::App& app) {
         auto* c = app.add_subcommand("convert", "convert a weight file (.pth or .safetensors) to safetensors");
         c->add_option("input", in, "weight file: torch.save .pth (zip or legacy) or .safetensors")->required();
         c->add_option("output", out, "the safetensors file to write (written atomically)")->required();
         c->add_option("--strip-prefix", load.strip_prefix, kStripHelp);
+        c->add_flag("--json", json, "one JSON document on stdout (input, output, tensors, values, bytes) instead of "
+                    "the text line");
         return c;
     }
 
@@ -638,6 +691,18 @@ struct ConvertCommand {
         strata::save(state, out, metadata);
         int64_t values = 0;
         for (const auto& item : state) values += item.second.numel();
+        if (json) {
+            std::error_code ec;
+            const auto bytes = std::filesystem::file_size(out, ec);
+            const nlohmann::ordered_json doc = {{"input", in},
+                                        {"output", out},
+                                        {"strip_prefix", load.strip_prefix},
+                                        {"tensors", state.size()},
+                                        {"values", values},
+                                        {"bytes", ec ? nlohmann::ordered_json() : nlohmann::ordered_json(bytes)}};
+            std::cout << doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+            return;
+        }
         std::cout << "wrote " << out << ": " << state.size() << " tensors, " << values << " values\n";
     }
 };

@@ -11,6 +11,7 @@
 
 #include <csetjmp>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <new>
 
@@ -244,6 +245,67 @@ bool decode_png(const unsigned char* data, size_t size, int64_t max_pixels, std:
     return true;
 }
 
+// ---- PNG writing -------------------------------------------------------------------------------
+struct PngWriter {
+    std::string* out;
+    jmp_buf jump;
+    char message[kMessageSize];
+};
+
+[[noreturn]] void png_on_write_error(png_structp png, png_const_charp text) {
+    auto* w = static_cast<PngWriter*>(png_get_error_ptr(png));
+    if (w->message[0] == '\0') std::snprintf(w->message, kMessageSize, "PNG encoding failed (%s)", text);
+    std::longjmp(w->jump, 1);
+}
+
+// Appends to the caller's string; never throws (an allocation failure becomes a libpng error).
+bool append(std::string* out, const unsigned char* data, size_t n) noexcept {
+    try {
+        out->append(reinterpret_cast<const char*>(data), n);
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+void png_write_bytes(png_structp png, png_bytep data, png_size_t n) {
+    auto* w = static_cast<PngWriter*>(png_get_io_ptr(png));
+    if (!append(w->out, data, n)) {
+        copy_message(w->message, "out of memory for the encoded PNG");
+        png_error(png, "out of memory");
+    }
+}
+
+void png_flush_nothing(png_structp) {}
+
+// Encodes into *out; false (and `message`) on failure. Holds only C objects (see the top).
+bool encode_png_c(const uint8_t* pixels, png_uint_32 h, png_uint_32 w, int channels, std::string* out,
+                  char* message) {
+    PngWriter writer;
+    std::memset(&writer, 0, sizeof writer);
+    writer.out = out;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &writer, png_on_write_error, png_on_warning);
+    if (!png) {
+        copy_message(message, "out of memory starting the PNG writer");
+        return false;
+    }
+    png_infop info = png_create_info_struct(png);
+    if (!info || setjmp(writer.jump)) {
+        copy_message(message, info ? writer.message : "out of memory starting the PNG writer");
+        png_destroy_write_struct(&png, info ? &info : nullptr);
+        return false;
+    }
+    png_set_write_fn(png, &writer, png_write_bytes, png_flush_nothing);
+    png_set_IHDR(png, info, w, h, 8, channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    const size_t row = static_cast<size_t>(w) * static_cast<size_t>(channels);
+    for (png_uint_32 y = 0; y < h; ++y) png_write_row(png, pixels + row * y);
+    png_write_end(png, nullptr);
+    png_destroy_write_struct(&png, &info);
+    return true;
+}
+
 }  // namespace
 
 Image decode(const unsigned char* data, size_t size, const std::string& name, const LoadOptions& options) {
@@ -284,6 +346,44 @@ Image decode(const unsigned char* data, size_t size, const std::string& name, co
 Image load(const std::string& path, const LoadOptions& options) {
     const auto file = MappedFile::open(path);
     return decode(file->data(), file->size(), path, options);
+}
+
+}  // namespace strata::image
+
+namespace strata::image {
+
+std::string encode_png(const uint8_t* pixels, int64_t height, int64_t width, int channels) {
+    STRATA_CHECK(pixels != nullptr, "encode_png: null pixel pointer");
+    STRATA_CHECK(channels == 1 || channels == 3, "encode_png: expected 1 (grayscale) or 3 (RGB) channels, got ",
+                 channels);
+    const int64_t limit = 0x7fffffff;  // PNG's largest width and height
+    STRATA_CHECK(height > 0 && width > 0 && height <= limit && width <= limit, "encode_png: image size ", height, "x",
+                 width, " is not a PNG size (each side from 1 to 2147483647)");
+    std::string out;
+    char message[kMessageSize] = {};
+    const bool ok = encode_png_c(pixels, static_cast<png_uint_32>(height), static_cast<png_uint_32>(width), channels,
+                                 &out, message);
+    STRATA_CHECK(ok, "encode_png: ", message);
+    return out;
+}
+
+void save_png(const std::string& path, const uint8_t* pixels, int64_t height, int64_t width, int channels) {
+    std::string bytes;
+    try {
+        bytes = encode_png(pixels, height, width, channels);
+    } catch (const Error& e) {
+        STRATA_FAIL(path, ": ", e.what());
+    }
+    write_file_atomically(path, bytes);
+}
+
+void save_png(const std::string& path, const Image& image) {
+    STRATA_CHECK(image.pixels.size() == static_cast<size_t>(std::max<int64_t>(image.height, 0) *
+                                                             std::max<int64_t>(image.width, 0) * 3) &&
+                     !image.pixels.empty(),
+                 path, ": the image holds ", image.pixels.size(), " bytes, not height * width * 3 = ", image.height,
+                 " * ", image.width, " * 3");
+    save_png(path, image.data(), image.height, image.width, 3);
 }
 
 }  // namespace strata::image

@@ -60,4 +60,18 @@ STRATA_API Image load(const std::string& path, const LoadOptions& options = {});
 STRATA_API Image decode(const unsigned char* data, size_t size, const std::string& name,
                         const LoadOptions& options = {});
 
+// ---- Writing PNG ---------------------------------------------------------------------------
+// 8-bit PNG (libpng, default compression, no interlacing, no colour chunks): `channels` 1
+// (grayscale, PNG colour type 0) or 3 (RGB, colour type 2); `pixels` holds height * width *
+// channels bytes, row-major, channels interleaved. Throws Error on a null pointer, a
+// non-positive size, a width or height over PNG's limit of 2^31 - 1, or a channel count other
+// than 1 or 3.
+STRATA_API std::string encode_png(const uint8_t* pixels, int64_t height, int64_t width, int channels);
+// Writes encode_png's bytes to `path` atomically (a temporary file in the same folder, then a
+// rename: write_file_atomically), so a failure leaves no partial file. Throws Error "<path>: ...".
+STRATA_API void save_png(const std::string& path, const uint8_t* pixels, int64_t height, int64_t width,
+                         int channels);
+// An RGB Image as a PNG (colour type 2).
+STRATA_API void save_png(const std::string& path, const Image& image);
+
 }  // namespace strata::image

@@ -12,6 +12,9 @@ torch and torchvision, e.g. `/usr/bin/python3 tools/make_fixtures.py`).
                                     (--only backbones)
     images/                         photo crops (JPEG, PNG) and what PIL + torchvision make of
                                     them: preprocessing digests, logits, top-5, features (--only images)
+    maps/expected.safetensors       a small [N, C, H, W] tensor and the pixels torchvision's
+                                    save_image(make_grid(normalize=True, scale_each=True)) writes
+                                    for it: `strata features --save-maps` (--only maps)
 
 Reruns give identical files on the same machine (fixed seeds; torch.set_num_threads(2)).
 See tests/fixtures/README.md for the schema.
@@ -858,13 +861,61 @@ def make_image_fixtures(outdir):
     return written
 
 
+# tests/fixtures/maps/ (`--only maps`): what torchvision draws for `strata features --save-maps`.
+# `input` [2, 10, 5, 7] (float32) holds maps with negative values, a constant channel (3: black),
+# a large offset (5), a range under make_grid's 1e-5 floor (7) and an exact 0..1 ramp (9). For
+# each configuration (the CLI flags in the metadata) and image n, `grid.<config>.<n>` holds the
+# pixels [H, W] (as float32 integers) of
+#   save_image(make_grid(x[n, :K].repeat_interleave(s, 1).repeat_interleave(s, 2).unsqueeze(1),
+#                        nrow=nrow, padding=2, normalize=True, scale_each=True), png)
+# decoded by PIL (make_grid replicates a single channel to RGB: channel 0 is stored).
+MAP_CONFIGS = OrderedDict([
+    # name: (K channels, nrow, integer upscale factor s, the CLI flags that select them)
+    ("all_1x", (10, 8, 1, "--maps-min-tile 1")),
+    ("k3_nrow2_2x", (3, 2, 2, "--maps-channels 3 --maps-nrow 2 --maps-min-tile 10")),
+    ("k1_3x", (1, 8, 3, "--maps-channels 1 --maps-min-tile 15")),
+])
+
+
+def make_map_fixtures(outdir):
+    import io
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    os.makedirs(outdir, exist_ok=True)
+    rs = np.random.RandomState(77)
+    x = normal(rs, (2, 10, 5, 7), 1.5)
+    x[:, 3] = 0.25                              # constant: black
+    x[:, 5] += 1000.0                           # a large offset
+    x[:, 7] = 2.0 + normal(rs, (2, 5, 7), 1e-7)  # range below 1e-5: scaled by 1/1e-5
+    x[:, 9] = np.linspace(0, 1, 35, dtype=np.float32).reshape(5, 7)  # exact ramp: x * 255 + 0.5 ties
+    tensors = OrderedDict([("input", x)])
+    configs = OrderedDict()
+    for name, (k, nrow, scale, flags) in MAP_CONFIGS.items():
+        configs[name] = OrderedDict([("channels", k), ("nrow", nrow), ("scale", scale), ("flags", flags)])
+        for n in range(x.shape[0]):
+            maps = t(x[n, :k]).repeat_interleave(scale, 1).repeat_interleave(scale, 2).unsqueeze(1)
+            buf = io.BytesIO()
+            save_image(maps, buf, format="png", nrow=nrow, padding=2, normalize=True, scale_each=True)
+            pixels = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))[:, :, 0]
+            tensors["grid.%s.%d" % (name, n)] = pixels.astype(np.float32)
+    meta = base_metadata()
+    meta["description"] = ("torchvision.utils.save_image(make_grid(maps, nrow, padding=2, normalize=True, "
+                           "scale_each=True)) of each image's first K channels of `input`, each upscaled "
+                           "s times (nearest), decoded by PIL; grid.<config>.<n>: pixels [H, W]")
+    meta["configs"] = json.dumps(configs)
+    save_safetensors(tensors, os.path.join(outdir, "expected.safetensors"), meta)
+    return ["expected.safetensors"]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Writes strata's test fixtures.")
     p.add_argument("--outdir", default=os.path.join(os.path.dirname(HERE), "tests", "fixtures"))
-    p.add_argument("--only", choices=["pth", "nodes", "backbones", "images"],
+    p.add_argument("--only", choices=["pth", "nodes", "backbones", "images", "maps"],
                    help="write only this group (pth: the torch.save files in OUTDIR/pth; nodes: the FX "
                         "node fixtures nodes_*.safetensors; backbones: OUTDIR/backbones; images: photos "
-                        "and torchvision's preprocessing and outputs in OUTDIR/images)")
+                        "and torchvision's preprocessing and outputs in OUTDIR/images; maps: torchvision's "
+                        "make_grid pictures for --save-maps in OUTDIR/maps)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -884,6 +935,9 @@ def main(argv=None):
         with torch.no_grad():
             for name in make_image_fixtures(os.path.join(args.outdir, "images")):
                 print("images/" + name)
+    if args.only == "maps" or args.only is None:
+        for name in make_map_fixtures(os.path.join(args.outdir, "maps")):
+            print("maps/" + name)
     if args.only is not None:
         return
     with torch.no_grad():
