@@ -368,7 +368,9 @@ PYBIND11_MODULE(_strata, m) {
         std::memcpy(out.mutable_data(), image.data(), image.pixels.size());
         return out;
     });
-    using Step = std::shared_ptr<const img::Transform>;
+    // pybind11 holders cannot be shared_ptr<const T>: Python holds shared_ptr<Transform>, which
+    // converts to Compose's shared_ptr<const Transform> steps.
+    using Step = std::shared_ptr<img::Transform>;
     py::class_<img::Transform, Step>(m, "Transform")
         .def("__repr__", &img::Transform::repr);
     auto size_of = [](const std::vector<int64_t>& size) {
@@ -387,7 +389,9 @@ PYBIND11_MODULE(_strata, m) {
         return Step(std::make_shared<img::Normalize>(mean, std));
     });
     py::class_<img::Compose>(m, "Compose")
-        .def(py::init([](const std::vector<Step>& steps) { return img::Compose(steps); }))
+        .def(py::init([](const std::vector<Step>& steps) {
+            return img::Compose(std::vector<std::shared_ptr<const img::Transform>>(steps.begin(), steps.end()));
+        }))
         .def("__repr__", &img::Compose::repr)
         // A uint8 [H, W, 3] array (or a file path) -> float32 [3, H', W'].
         .def("__call__", [](const img::Compose& c, py::array_t<uint8_t, py::array::c_style | py::array::forcecast> a) {
