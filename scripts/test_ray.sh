@@ -35,6 +35,9 @@ if int(v.split('.')[0]) < 2: print('pyarrow<22')" > "$constraints"
 echo "ray stage: pip install ray[data] took $((SECONDS - install_start)) s"
 "$venv/bin/python" -c "import ray, ray.data, pyarrow.parquet, PIL" # a failed import fails the stage
 
-STRATA_RAY_TEMP="$temp" timeout -k 10 900 \
+# HOME in the temp dir too: a local ray.init() (examples/ray/bench.py, any other Ray user of this
+# account) leaves ~/.ray/auth_token, which makes `ray start` demand a token its driver lacks.
+mkdir -p "$temp/home"
+HOME="$temp/home" STRATA_RAY_TEMP="$temp" timeout -k 10 900 \
   "$venv/bin/python" -m pytest examples/ray/test_ray_recipe.py -q -rs -s -p no:cacheprovider
 echo "ray stage: $((SECONDS - stage_start)) s"

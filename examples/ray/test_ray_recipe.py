@@ -149,6 +149,7 @@ def cluster():
             assert time.time() < deadline, "2 ray nodes not up in %d s" % START_TIMEOUT_S
             time.sleep(0.5)
         assert ray.cluster_resources().get("CPU") == 2
+        print("\nray nodes at %s" % sorted(n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]))
         yield temp
     finally:
         if ray.is_initialized():
